@@ -1,0 +1,27 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   train PPO on CartPole-v1 over 32 seeds on the CPU, print IQM final return with a 95% CI
+#   make test   run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+RUN    ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
+
+.PHONY: demo test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m jaxrl train --algo ppo --env CartPole-v1 --seeds 32 --total-steps 500000 --out $(RUN)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	$(PY) scripts/bench.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,47 @@
+"""Environments behind one contract (gymnax 1.0 semantics), and the registry that makes them.
+
+    obs, state = env.reset(key, params)
+    obs, state, reward, terminated, truncated, info = env.step(key, state, action, params)
+
+`params` is a pytree, so a batch of params is a batch of tasks. Every env auto-resets; the
+observation before the reset is kept in `info["final_observation"]` so that agents can bootstrap
+from it on truncation. `envs.make(name) -> (env, params)` builds any registered env: every gymnax
+env (classic control, MinAtar, bsuite, ...) by its gymnax name, and brax envs as `brax/NAME` run on
+the MJX backend. This package never imports jaxrl.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import gymnax
+
+from envs.wrappers import AutoReset, ClipAction, EpisodeStats, NormalizeObservation, Wrapper
+
+BRAX_ENVS = ("ant", "halfcheetah", "hopper", "humanoid", "humanoidstandup", "inverted_pendulum",
+             "inverted_double_pendulum", "pusher", "reacher", "walker2d")
+
+
+def list_envs() -> list[str]:
+    """Every name `make` accepts."""
+    return sorted(gymnax.registered_envs) + [f"brax/{name}" for name in BRAX_ENVS]
+
+
+def make(name: str, **kwargs: Any) -> tuple[Any, Any]:
+    """Build env `name` and its default params. Raises ValueError naming the allowed envs."""
+    if name.startswith("brax/") and name[5:] in BRAX_ENVS:
+        from envs.brax_adapter import make_brax
+
+        return make_brax(name[5:], **kwargs)
+    if name in gymnax.registered_envs:
+        env, params = gymnax.make(name, **kwargs)
+        return env, params
+    raise ValueError(f"--env: unknown environment {name!r}; allowed: {', '.join(list_envs())}")
+
+
+def is_discrete(env: Any, params: Any) -> bool:
+    """True when the action space is a gymnax Discrete space."""
+    return isinstance(env.action_space(params), gymnax.environments.spaces.Discrete)
+
+
+__all__ = ["make", "list_envs", "is_discrete", "Wrapper", "AutoReset", "EpisodeStats",
+           "NormalizeObservation", "ClipAction", "BRAX_ENVS"]

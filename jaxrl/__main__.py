@@ -1,0 +1,5 @@
+import sys
+
+from jaxrl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,23 @@
+"""The algorithm registry: a new algorithm is one folder under jaxrl/agents/ and one line here.
+
+Each entry gives the config class, `make_train(config, env, env_params) -> train(config, key)`,
+`validate(config, env, env_params)` (raises ConfigError) and `steps_per_update(config)`."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from jaxrl.agents import ppo
+from jaxrl.agents.ppo import train as ppo_train
+
+ALGOS = {
+    "ppo": SimpleNamespace(Config=ppo.PPOConfig, make_train=ppo.make_train, validate=ppo.validate,
+                           steps_per_update=ppo_train.steps_per_update),
+}
+
+
+def get_algo(name: str) -> SimpleNamespace:
+    from jaxrl.config import ConfigError
+
+    if name not in ALGOS:
+        raise ConfigError(f"--algo: unknown algorithm {name!r}; allowed: {', '.join(sorted(ALGOS))}")
+    return ALGOS[name]

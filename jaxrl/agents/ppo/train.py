@@ -1,0 +1,133 @@
+"""PPO's training loop as one pure function of (config, key), readable top to bottom.
+
+`make_train(config, env, env_params)` reads only the static fields of `config`; the returned
+`train(config, key)` reads only its float leaves, so `jax.jit(jax.vmap(train))` over a batch of
+configs and keys is one compiled program."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import envs
+from jaxrl.agents.ppo.config import PPOConfig
+from jaxrl.agents.ppo.losses import compute_gae, ppo_loss
+from jaxrl.config import ConfigError, check_fields
+from jaxrl.metrics import episode_metrics
+from jaxrl.nets import ActorCritic
+
+ACTIVATIONS = ("tanh", "relu", "gelu")
+
+
+def steps_per_update(config: PPOConfig) -> int:
+    return config.num_envs * config.num_steps
+
+
+def validate(config: PPOConfig, env, env_params) -> None:
+    """Raise ConfigError, naming the option, for any config this env cannot train with."""
+    check_fields(config)
+    if config.activation not in ACTIVATIONS:
+        raise ConfigError(f"--activation: got {config.activation!r}, allowed: {', '.join(ACTIVATIONS)}")
+    batch = steps_per_update(config)
+    if batch % config.num_minibatches:
+        raise ConfigError(f"--num-minibatches: {config.num_minibatches} does not divide the batch "
+                          f"num_envs x num_steps = {batch}")
+    if config.total_steps < batch:
+        raise ConfigError(f"--total-steps: {config.total_steps} is less than one update "
+                          f"(num_envs x num_steps = {batch})")
+    space = env.action_space(env_params)
+    if not envs.is_discrete(env, env_params) and len(space.shape) != 1:
+        raise ConfigError(f"--algo ppo: action space {space} is neither Discrete nor a 1-D Box")
+
+
+def make_train(config: PPOConfig, env, env_params):
+    discrete = envs.is_discrete(env, env_params)
+    action_space = env.action_space(env_params)
+    if not discrete:
+        env = envs.ClipAction(env)
+    env = envs.EpisodeStats(env)
+    if config.normalize_obs:
+        env = envs.NormalizeObservation(env)
+    obs_shape = env.observation_space(env_params).shape
+    network = ActorCritic(action_dim=action_space.n if discrete else action_space.shape[0],
+                          discrete=discrete, hidden_sizes=config.hidden_sizes,
+                          activation=config.activation, obs_ndim=len(obs_shape))
+    num_envs, num_steps = config.num_envs, config.num_steps
+    batch_size = num_envs * num_steps
+    num_updates = config.total_steps // batch_size
+    minibatch_size = batch_size // config.num_minibatches
+    grad_steps_per_update = config.update_epochs * config.num_minibatches
+    reset_envs = jax.vmap(env.reset, in_axes=(0, None))
+    step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+    def train(config: PPOConfig, key: jax.Array):
+        key, init_key, reset_key = jax.random.split(key, 3)
+        params = network.init(init_key, jnp.zeros(obs_shape))
+        if config.anneal_lr:
+            def learning_rate(count):
+                return config.lr * (1.0 - (count // grad_steps_per_update) / num_updates)
+        else:
+            learning_rate = config.lr
+        optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                                optax.adam(learning_rate, eps=1e-5))
+        opt_state = optimizer.init(params)
+        obs, env_state = reset_envs(jax.random.split(reset_key, num_envs), env_params)
+
+        def env_step(carry, _):
+            params, env_state, obs, key = carry
+            key, act_key, step_key = jax.random.split(key, 3)
+            dist, value = network.apply(params, obs)
+            action = dist.sample(act_key)
+            next_obs, env_state, reward, terminated, truncated, info = step_envs(
+                jax.random.split(step_key, num_envs), env_state, action, env_params)
+            transition = {"obs": obs, "action": action, "log_prob": dist.log_prob(action),
+                          "value": value, "reward": reward.astype(jnp.float32),
+                          "terminated": terminated.astype(jnp.float32),
+                          "done": jnp.logical_or(terminated, truncated).astype(jnp.float32),
+                          "final_obs": info["final_observation"],
+                          "episode_return": info["episode_return"],
+                          "episode_length": info["episode_length"],
+                          "episode_done": info["episode_done"]}
+            return (params, env_state, next_obs, key), transition
+
+        def minibatch_step(carry, minibatch):
+            params, opt_state = carry
+            grads, metrics = jax.grad(ppo_loss, has_aux=True)(
+                params, network.apply, minibatch, config.clip_eps, config.vf_coef, config.ent_coef)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), {
+                **metrics, "grad_norm": optax.global_norm(grads)}
+
+        def epoch(carry, _):
+            params, opt_state, batch, key = carry
+            key, perm_key = jax.random.split(key)
+            perm = jax.random.permutation(perm_key, batch_size)
+            minibatches = jax.tree.map(
+                lambda x: x[perm].reshape((config.num_minibatches, minibatch_size) + x.shape[1:]), batch)
+            (params, opt_state), metrics = jax.lax.scan(minibatch_step, (params, opt_state), minibatches)
+            return (params, opt_state, batch, key), metrics
+
+        def update(carry, _):
+            params, opt_state, env_state, obs, key = carry
+            (params, env_state, obs, key), traj = jax.lax.scan(
+                env_step, (params, env_state, obs, key), None, num_steps)
+            _, next_values = network.apply(params, traj["final_obs"])
+            advantages, targets = compute_gae(traj["reward"], traj["value"], next_values,
+                                              traj["terminated"], traj["done"],
+                                              config.gamma, config.gae_lambda)
+            batch = {"obs": traj["obs"], "action": traj["action"], "log_prob": traj["log_prob"],
+                     "value": traj["value"], "advantage": advantages, "target": targets}
+            batch = jax.tree.map(lambda x: x.reshape((batch_size,) + x.shape[2:]), batch)
+            key, epoch_key = jax.random.split(key)
+            (params, opt_state, _, _), losses = jax.lax.scan(
+                epoch, (params, opt_state, batch, epoch_key), None, config.update_epochs)
+            metrics = {**episode_metrics(traj), **jax.tree.map(jnp.mean, losses),
+                       "value_mean": traj["value"].mean(), "advantage_std": advantages.std()}
+            return (params, opt_state, env_state, obs, key), metrics
+
+        carry, metrics = jax.lax.scan(update, (params, opt_state, env_state, obs, key), None,
+                                      num_updates)
+        return {"params": carry[0], "opt_state": carry[1], "env_state": carry[2], "obs": carry[3],
+                "key": carry[4]}, metrics
+
+    return train

@@ -1,0 +1,159 @@
+"""`python -m jaxrl train ...`: parse, check everything before compiling, run, write results.
+
+Every config field of the chosen algorithm is an option `--field-name VALUE`. Bad input ends with
+one line naming the option and what is allowed, exit code 2, before anything is compiled or
+written. Results go to a temporary folder renamed to `--out` at the end, so an existing run is never
+overwritten (unless `--overwrite`) and a crashed run never leaves a half-written `--out`."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+from typing import Any
+
+from jaxrl.config import ConfigError, option
+
+USAGE_EXAMPLE = ("example: python -m jaxrl train --algo ppo --env CartPole-v1 --seeds 32 "
+                 "--total-steps 500000 --out runs/cartpole")
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise ConfigError(message)
+
+
+def _tuple_of_ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 64,64, got {text!r}")
+
+
+def add_config_options(parser: argparse.ArgumentParser, config_cls) -> None:
+    group = parser.add_argument_group(f"{config_cls.__name__} fields (static ones recompile; "
+                                      "floats are traced)")
+    for f in dataclasses.fields(config_cls):
+        kind = "static" if f.metadata.get("static") else "float, traced"
+        help_text = f"{f.metadata['help']} [{kind}; default: %(default)s]"
+        if isinstance(f.default, bool):
+            group.add_argument(option(f.name), action=argparse.BooleanOptionalAction,
+                               default=f.default, help=help_text)
+        elif isinstance(f.default, tuple):
+            group.add_argument(option(f.name), type=_tuple_of_ints, default=f.default,
+                               metavar="N,N", help=help_text.replace("%(default)s",
+                                                                     ",".join(map(str, f.default))))
+        else:
+            group.add_argument(option(f.name), type=type(f.default), default=f.default,
+                               metavar=type(f.default).__name__.upper(), help=help_text)
+
+
+def build_parser(algo: str | None) -> Parser:
+    from jaxrl.agents import ALGOS
+
+    parser = Parser(prog="python -m jaxrl", description="jaxrl: whole RL training runs "
+                    "jit-compiled and vmapped over seeds on one device.", epilog=USAGE_EXAMPLE)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    train = sub.add_parser("train", help="train one config over many seeds",
+                           description="Train one config over --seeds seeds in one compiled "
+                           "program; writes config.json, metrics.csv and summary.json to --out.",
+                           epilog=USAGE_EXAMPLE)
+    train.add_argument("--algo", default="ppo", help=f"algorithm: {', '.join(sorted(ALGOS))} "
+                       "(default: %(default)s)")
+    train.add_argument("--env", default="CartPole-v1", help="environment: any gymnax name "
+                       "(CartPole-v1, Pendulum-v1, Breakout-MinAtar, ...) or brax/NAME on MJX "
+                       "(brax/inverted_pendulum, brax/hopper, ...) (default: %(default)s)")
+    train.add_argument("--seeds", type=int, default=8, help="number of seeds, run in parallel "
+                       "(default: %(default)s)")
+    train.add_argument("--seed-offset", type=int, default=0, help="first seed; seeds are "
+                       "offset .. offset+seeds-1 (default: %(default)s)")
+    train.add_argument("--out", required=True, help="output folder; must not exist yet")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing --out "
+                       "(only once the new run has finished)")
+    train.add_argument("--max-batch", type=int, default=None, help="most runs per compiled chunk "
+                       "(default: as many as fit in memory, from the compiled program's analysis)")
+    add_config_options(train, ALGOS.get(algo or "ppo", ALGOS["ppo"]).Config)
+    return parser
+
+
+def parse_train(argv: list[str]) -> tuple[argparse.Namespace, Any]:
+    """Parse and check a `train` command line; returns (args, config). Raises ConfigError."""
+    from jaxrl.agents import get_algo
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--algo", default="ppo")
+    known, _ = pre.parse_known_args(argv[1:])
+    has_help = any(a in ("-h", "--help") for a in argv)
+    spec = get_algo(known.algo) if not has_help else None
+    args = build_parser(known.algo).parse_args(argv)
+    spec = spec or get_algo(args.algo)
+    for name in ("seeds", "max_batch"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"{option(name)}: got {value}, must be >= 1")
+    if args.seed_offset < 0:
+        raise ConfigError(f"--seed-offset: got {args.seed_offset}, must be >= 0")
+    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(spec.Config)}
+    config = spec.Config(**fields)
+    import envs
+
+    try:
+        env, env_params = envs.make(args.env)
+    except ValueError as e:  # envs never imports jaxrl, so it raises a plain ValueError
+        raise ConfigError(str(e)) from None
+    spec.validate(config, env, env_params)
+    if os.path.exists(args.out) and not args.overwrite:
+        raise ConfigError(f"--out: {args.out} already exists; choose a new folder or pass --overwrite")
+    return args, config
+
+
+def train_command(args: argparse.Namespace, config: Any) -> dict:
+    from jaxrl import enable_compilation_cache
+    from jaxrl.config import to_dict
+    from jaxrl.experiment import run
+
+    enable_compilation_cache()
+    seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
+    print(f"training {args.algo} on {args.env}: {args.seeds} seeds x {config.total_steps} steps",
+          flush=True)
+    results = run(args.algo, args.env, [config], seeds, max_batch=args.max_batch,
+                  progress=lambda line: print(line, flush=True))
+    summary = results.summary()
+    out = os.path.abspath(args.out)
+    partial = f"{out}.partial-{os.getpid()}"
+    os.makedirs(partial)
+    with open(os.path.join(partial, "config.json"), "w") as f:
+        json.dump({"algo": args.algo, "env": args.env, "seeds": seeds, **to_dict(config)}, f, indent=2)
+    results.to_dataframe().to_csv(os.path.join(partial, "metrics.csv"), index=False)
+    with open(os.path.join(partial, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    if os.path.exists(out):  # only with --overwrite, checked before training
+        shutil.rmtree(out)
+    os.replace(partial, out)
+    final = summary["final_return"]
+    if final["iqm"] is None:
+        print("final return: no episode finished in the last 10% of updates")
+    else:
+        print(f"final return IQM {final['iqm']:.1f} (95% CI {final['ci95'][0]:.1f} to "
+              f"{final['ci95'][1]:.1f}) over {summary['num_seeds']} seeds; "
+              f"{summary['env_steps_per_second']:,.0f} env steps/s; "
+              f"compile {summary['compile_seconds']:.1f}s; results in {args.out}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if not argv or argv[0] in ("-h", "--help"):
+            build_parser(None).print_help()
+            return 0 if argv else 2
+        if argv[0] != "train":
+            raise ConfigError(f"unknown command {argv[0]!r}; allowed: train")
+        args, config = parse_train(argv)
+    except ConfigError as e:
+        print(f"jaxrl: error: {e}", file=sys.stderr)
+        return 2
+    train_command(args, config)
+    return 0

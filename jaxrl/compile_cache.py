@@ -1,0 +1,17 @@
+"""The persistent XLA compilation cache, on by default, so a repeated run skips compilation."""
+from __future__ import annotations
+
+import os
+
+import jax
+
+
+def enable_compilation_cache(path: str | None = None) -> str:
+    """Point JAX's persistent compilation cache at `path` (default $JAXRL_CACHE_DIR or
+    ~/.cache/jaxrl/xla) and cache every program that took more than half a second to compile."""
+    path = path or os.environ.get("JAXRL_CACHE_DIR") or os.path.expanduser("~/.cache/jaxrl/xla")
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path

@@ -1,0 +1,62 @@
+"""Config fields: static (shape- or control-flow-changing, part of the compiled program) versus
+dynamic (float hyperparameters, pytree leaves that can be vmapped and swept without recompiling),
+and the generic checks that turn bad values into one-line errors naming the option."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from flax import struct
+
+
+class ConfigError(ValueError):
+    """Bad user input; the message names the option (`--field-name`) and what is allowed."""
+
+
+def static(default: Any, help: str, *, minimum: float | None = 1) -> Any:
+    """A field baked into the compiled program (changing it recompiles)."""
+    return struct.field(pytree_node=False, default=default,
+                        metadata={"help": help, "static": True, "minimum": minimum})
+
+
+def hparam(default: float, help: str, *, low: float = 0.0, high: float = math.inf,
+           low_open: bool = False) -> Any:
+    """A float hyperparameter: a traced pytree leaf, sweepable without recompiling."""
+    return struct.field(default=default,
+                        metadata={"help": help, "static": False, "range": (low, high, low_open)})
+
+
+def option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def static_fields(config_cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(config_cls) if f.metadata.get("static")]
+
+
+def dynamic_fields(config_cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(config_cls) if not f.metadata.get("static")]
+
+
+def check_fields(config) -> None:
+    """Range checks declared on the fields; raises ConfigError on the first bad value."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.metadata.get("static"):
+            minimum = f.metadata.get("minimum")
+            values = value if isinstance(value, tuple) else (value,)
+            if minimum is not None and any(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                           and v < minimum for v in values):
+                raise ConfigError(f"{option(f.name)}: got {value}, must be >= {minimum}")
+        else:
+            low, high, low_open = f.metadata["range"]
+            v = float(value)
+            if not (math.isfinite(v) and (v > low if low_open else v >= low) and v <= high):
+                bound = f"> {low}" if low_open else f">= {low}"
+                upper = "" if high == math.inf else f" and <= {high}"
+                raise ConfigError(f"{option(f.name)}: got {value}, must be {bound}{upper}")
+
+
+def to_dict(config) -> dict[str, Any]:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}

@@ -1,0 +1,184 @@
+"""Runs = configs x seeds, as few compiled programs as possible.
+
+`run` flattens the (config, seed) grid into one batch axis, cuts it into equal chunks that fit in
+memory (from the compiled program's own memory analysis, or `max_batch`), shards each chunk's batch
+axis across all local devices, and gathers the per-update metrics into a `Results`, labelled by
+(config, seed, update). The same numbers come out (to float tolerance) whatever the chunking or the
+number of devices, because each run depends only on its own config and key."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+import envs
+from jaxrl import stats
+from jaxrl.agents import get_algo
+from jaxrl.config import ConfigError, dynamic_fields, static_fields, to_dict
+
+FINAL_FRACTION = 0.1  # final return = mean return of episodes finished in the last 10% of updates
+
+
+def seed_key(seed: int) -> jax.Array:
+    """The PRNG key of seed `seed`: run i of a vmapped batch equals a lone run with this key."""
+    return jax.random.PRNGKey(seed)
+
+
+@dataclasses.dataclass
+class Results:
+    """Per-update metrics of every (config, seed) run: `metrics[name]` is [configs, seeds, updates]."""
+
+    algo: str
+    env: str
+    configs: list[Any]
+    seeds: list[int]
+    metrics: dict[str, np.ndarray]
+    steps_per_update: int
+    compile_seconds: float = 0.0
+    run_seconds: float = 0.0
+    devices: list[str] = dataclasses.field(default_factory=list)
+    chunk_size: int = 0
+    num_chunks: int = 0
+
+    @property
+    def num_updates(self) -> int:
+        return next(iter(self.metrics.values())).shape[-1]
+
+    @property
+    def total_steps(self) -> int:
+        """Environment steps actually taken by one run."""
+        return self.num_updates * self.steps_per_update
+
+    def final_return(self, fraction: float = FINAL_FRACTION) -> np.ndarray:
+        """[configs, seeds] mean return of the episodes that finished in the last `fraction` of
+        updates (episode-count weighted); NaN for a run with no finished episode there."""
+        last = max(1, int(round(self.num_updates * fraction)))
+        mean = self.metrics["episode_return_mean"][..., -last:]
+        count = self.metrics["episode_return_count"][..., -last:].astype(np.float64)
+        total = np.where(count > 0, mean * count, 0.0).sum(-1)
+        n = count.sum(-1)
+        return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+
+    def summary(self, config_index: int = 0, reps: int = 10_000) -> dict[str, Any]:
+        """The summary.json of one config: IQM final return with a 95% bootstrap CI over seeds."""
+        per_seed = self.final_return()[config_index]
+        finite = per_seed[np.isfinite(per_seed)]
+        final = {"per_seed": [float(x) for x in per_seed], "num_finite": int(finite.size)}
+        if finite.size:
+            iqm, lo, hi = stats.bootstrap_ci(finite, stats.iqm, reps=reps, seed=0)
+            final.update(iqm=float(iqm), ci95=[float(lo), float(hi)], mean=float(finite.mean()))
+        else:
+            final.update(iqm=None, ci95=[None, None], mean=None)
+        return {"algo": self.algo, "env": self.env, "num_seeds": len(self.seeds),
+                "seeds": list(self.seeds), "total_steps": self.total_steps,
+                "num_updates": self.num_updates, "compile_seconds": self.compile_seconds,
+                "run_seconds": self.run_seconds,
+                "env_steps_per_second": len(self.configs) * len(self.seeds) * self.total_steps
+                / max(self.run_seconds, 1e-9),
+                "devices": self.devices, "chunk_size": self.chunk_size, "num_chunks": self.num_chunks,
+                "config": to_dict(self.configs[config_index]), "final_return": final}
+
+    def to_dataframe(self):
+        """A tidy DataFrame: one row per (config, seed, update), the config's floats as columns."""
+        import pandas as pd
+
+        c, s, u = next(iter(self.metrics.values())).shape
+        index = np.indices((c, s, u)).reshape(3, -1)
+        frame = {"config": index[0], "seed": np.asarray(self.seeds)[index[1]], "update": index[2],
+                 "env_steps": (index[2] + 1) * self.steps_per_update}
+        for name in dynamic_fields(type(self.configs[0])):
+            frame[name] = np.asarray([getattr(cfg, name) for cfg in self.configs])[index[0]]
+        frame.update({k: v.reshape(-1) for k, v in sorted(self.metrics.items())})
+        return pd.DataFrame(frame)
+
+
+def stack_configs(configs: Sequence[Any]) -> Any:
+    """One config whose float leaves are [N] arrays; every config must share the static fields."""
+    names = static_fields(type(configs[0]))
+    for cfg in configs[1:]:
+        for name in names:
+            if getattr(cfg, name) != getattr(configs[0], name):
+                raise ConfigError(f"--{name.replace('_', '-')}: a static field must be the same "
+                                  "for every config of one run (sweep it as separate groups)")
+    return jax.tree.map(lambda *xs: np.asarray(xs, np.float32), *configs)
+
+
+def _memory_budget(device) -> int:
+    try:
+        return int(0.8 * device.memory_stats()["bytes_limit"])
+    except Exception:  # the CPU reports no memory stats: use half the host's RAM
+        return int(0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def compiled_bytes(compiled) -> int:
+    m = compiled.memory_analysis()
+    if m is None:
+        return 0
+    return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes)
+
+
+def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], *,
+        max_batch: int | None = None, progress: Callable[[str], None] | None = print,
+        env_kwargs: dict | None = None) -> Results:
+    """Train every (config, seed) pair; configs must share their static fields."""
+    spec = get_algo(algo)
+    env, env_params = envs.make(env_name, **(env_kwargs or {}))
+    configs, seeds = list(configs), [int(s) for s in seeds]
+    for cfg in configs:
+        spec.validate(cfg, env, env_params)
+    stacked = stack_configs(configs)
+    n_runs = len(configs) * len(seeds)
+    config_index = np.repeat(np.arange(len(configs)), len(seeds))
+    keys = np.asarray(jax.vmap(seed_key)(jnp.asarray(np.tile(seeds, len(configs)), jnp.uint32)))
+    all_configs = jax.tree.map(lambda x: x[config_index], stacked)
+
+    devices = jax.local_devices()
+    n_dev = len(devices)
+    sharding = NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
+    train = jax.jit(jax.vmap(spec.make_train(configs[0], env, env_params)))
+
+    def round_up(n: int) -> int:
+        return -(-n // n_dev) * n_dev
+
+    chunk = round_up(min(n_runs, max_batch or n_runs))
+    budget = _memory_budget(devices[0])
+    compile_seconds = 0.0
+    while True:
+        t0 = time.perf_counter()
+        example = (jax.tree.map(lambda x: jax.ShapeDtypeStruct((chunk,) + x.shape[1:], x.dtype,
+                                                               sharding=sharding), all_configs),
+                   jax.ShapeDtypeStruct((chunk,) + keys.shape[1:], keys.dtype, sharding=sharding))
+        compiled = train.lower(*example).compile()
+        compile_seconds += time.perf_counter() - t0
+        if max_batch or chunk <= n_dev or compiled_bytes(compiled) <= budget:
+            break
+        chunk = round_up(chunk // 2)
+
+    num_chunks = -(-n_runs // chunk)
+    outputs, run_seconds = [], 0.0
+    for i in range(num_chunks):
+        index = np.arange(i * chunk, (i + 1) * chunk)
+        index = np.minimum(index, n_runs - 1)  # pad the last chunk by repeating its last run
+        args = jax.device_put((jax.tree.map(lambda x: x[index], all_configs), keys[index]), sharding)
+        t0 = time.perf_counter()
+        _, metrics = compiled(*args)
+        metrics = jax.device_get(metrics)
+        run_seconds += time.perf_counter() - t0
+        valid = min(chunk, n_runs - i * chunk)
+        outputs.append({k: v[:valid] for k, v in metrics.items()})
+        if progress:
+            done = min((i + 1) * chunk, n_runs)
+            progress(f"chunk {i + 1}/{num_chunks}: runs {done}/{n_runs}, "
+                     f"compile {compile_seconds:.1f}s, run {run_seconds:.1f}s")
+    metrics = {k: np.concatenate([o[k] for o in outputs]).reshape((len(configs), len(seeds), -1))
+               for k in outputs[0]}
+    return Results(algo=algo, env=env_name, configs=configs, seeds=seeds, metrics=metrics,
+                   steps_per_update=spec.steps_per_update(configs[0]),
+                   compile_seconds=compile_seconds, run_seconds=run_seconds,
+                   devices=[str(d) for d in devices], chunk_size=chunk, num_chunks=num_chunks)

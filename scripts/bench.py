@@ -1,0 +1,122 @@
+"""Speed benchmark: prints one JSON object.
+
+For PPO on CartPole-v1 with PureJaxRL's settings (4 envs x 128 steps, 4 epochs, 4 minibatches,
+64x64 tanh) at 1, 16 and 256 seeds, and for env-only rollouts (random actions), it reports env
+steps/s (seeds x steps / run seconds, compile excluded), compile seconds (cold: no persistent
+cache) and peak resident memory. Each case runs in its own subprocess so its peak memory is its
+own. With `--peer PYTHON` it also runs rejax (../shared/peers/rejax_bench.py, in that interpreter's
+venv) on the same settings right after ours, and reports the ratio.
+
+    .venv/bin/python scripts/bench.py [--seeds 1,16,256] [--total-steps 500000] [--peer PYTHON]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEER_SCRIPT = os.path.join(ROOT, "..", "shared", "peers", "rejax_bench.py")
+# This PPO's arithmetic per env step: acting (forward) plus 4 epochs of forward and backward on
+# a 64x64 actor and critic, ~231 kFLOP; this box's f32 matmul peak is ~148 GFLOP/s.
+FLOP_PER_STEP = 231e3
+PEAK_FLOPS = 148e9
+
+
+def bench_ppo(seeds: int, total_steps: int, env_name: str) -> dict:
+    import jax
+
+    from jaxrl.agents.ppo import PPOConfig
+    from jaxrl.experiment import run
+
+    config = PPOConfig(total_steps=total_steps)
+    results = run("ppo", env_name, [config], range(seeds), progress=None)
+    steps_per_second = seeds * results.total_steps / results.run_seconds
+    return {"case": "ppo", "env": env_name, "num_seeds": seeds, "total_steps": results.total_steps,
+            "compile_seconds": results.compile_seconds, "run_seconds": results.run_seconds,
+            "env_steps_per_second": steps_per_second,
+            "fraction_of_arithmetic_limit": steps_per_second * FLOP_PER_STEP / PEAK_FLOPS,
+            "final_return_mean": float(results.final_return().mean()),
+            "devices": [str(d) for d in jax.devices()]}
+
+
+def bench_env_only(num_envs: int, num_steps: int, env_name: str) -> dict:
+    import jax
+
+    import envs
+
+    env, params = envs.make(env_name)
+    space = env.action_space(params)
+
+    def rollout(key):
+        obs, state = jax.vmap(env.reset, (0, None))(jax.random.split(key, num_envs), params)
+
+        def step(state, key):
+            k_act, k_step = jax.random.split(key)
+            action = jax.vmap(space.sample)(jax.random.split(k_act, num_envs))
+            obs, state, reward, *_ = jax.vmap(env.step, (0, 0, 0, None))(
+                jax.random.split(k_step, num_envs), state, action, params)
+            return state, reward.sum()
+
+        return jax.lax.scan(step, state, jax.random.split(key, num_steps))[1].sum()
+
+    t0 = time.perf_counter()
+    compiled = jax.jit(rollout).lower(jax.random.PRNGKey(0)).compile()
+    compile_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(compiled(jax.random.PRNGKey(1)))
+    run_seconds = time.perf_counter() - t0
+    return {"case": "env_only", "env": env_name, "num_envs": num_envs, "num_steps": num_steps,
+            "compile_seconds": compile_seconds, "run_seconds": run_seconds,
+            "env_steps_per_second": num_envs * num_steps / run_seconds}
+
+
+def in_subprocess(args: list[str], python: str = sys.executable) -> dict:
+    out = subprocess.run([python, *args], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed",
+                "args": args}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", default="1,16,256", help="comma-separated seed counts")
+    parser.add_argument("--total-steps", type=int, default=500_000, help="env steps per seed")
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("--env-only-envs", type=int, default=1024, help="envs in the env-only case")
+    parser.add_argument("--peer", default=None, help="python of a venv with rejax 0.1.3 installed")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:  # one measurement, in this process: no persistent cache, so compiles are cold
+        kind, n = args.worker.split(":")
+        result = (bench_ppo(int(n), args.total_steps, args.env) if kind == "ppo"
+                  else bench_env_only(int(n), 1000, args.env))
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
+
+    common = ["--total-steps", str(args.total_steps), "--env", args.env]
+    cases = []
+    for n in [int(s) for s in args.seeds.split(",")]:
+        ours = in_subprocess([__file__, "--worker", f"ppo:{n}", *common])
+        cases.append(ours)
+        if args.peer:
+            peer = in_subprocess([PEER_SCRIPT, "ppo", args.env, str(n), str(args.total_steps),
+                                  "num_envs=4", "num_steps=128", "num_epochs=4", "num_minibatches=4",
+                                  "learning_rate=0.00025", "max_grad_norm=0.5", "activation=tanh"],
+                                 python=args.peer)
+            ours["peer"] = peer
+            if "env_steps_per_second" in peer and "env_steps_per_second" in ours:
+                ours["speedup_vs_peer"] = ours["env_steps_per_second"] / peer["env_steps_per_second"]
+    cases.append(in_subprocess([__file__, "--worker", f"env:{args.env_only_envs}", *common]))
+    print(json.dumps({"benchmark": "ppo", "cpu_count": os.cpu_count(), "cases": cases}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

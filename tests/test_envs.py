@@ -1,0 +1,102 @@
+"""The env contract, adapters and wrappers: shapes, jit, vmap, auto-reset, statistics."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import envs
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def rollout(env, params, num_envs, num_steps, key):
+    """jit(vmap) a random-action rollout; returns per-step outputs stacked [T, E]."""
+    space = env.action_space(params)
+
+    def run(key):
+        obs, state = jax.vmap(env.reset, (0, None))(jax.random.split(key, num_envs), params)
+
+        def step(carry, key):
+            obs, state = carry
+            k_act, k_step = jax.random.split(key)
+            action = jax.vmap(space.sample)(jax.random.split(k_act, num_envs))
+            out = jax.vmap(env.step, (0, 0, 0, None))(jax.random.split(k_step, num_envs), state,
+                                                      action, params)
+            return (out[0], out[1]), (obs,) + out[:1] + out[2:]
+
+        return jax.lax.scan(step, (obs, state), jax.random.split(key, num_steps))[1]
+
+    return jax.jit(run)(key)
+
+
+@pytest.mark.parametrize("name", ["CartPole-v1", "Pendulum-v1", "Breakout-MinAtar", "brax/inverted_pendulum"])
+def test_adapter_contract(name):
+    env, params = envs.make(name)
+    params = params.replace(max_steps_in_episode=20)  # see truncations within a short rollout
+    obs_shape = env.observation_space(params).shape
+    prev_obs, obs, reward, terminated, truncated, info = rollout(env, params, 3, 60, jax.random.PRNGKey(0))
+    assert obs.shape == (60, 3) + obs_shape and prev_obs.shape == obs.shape
+    assert reward.shape == terminated.shape == truncated.shape == (60, 3)
+    assert info["final_observation"].shape == obs.shape
+    done = np.asarray(terminated | truncated)
+    assert done.any(), "expected at least one episode to end in 60 steps"
+    assert not np.any(np.asarray(terminated & truncated))
+    # Where nothing ended, the final observation is the next observation; where an episode
+    # ended, the next observation comes from a reset.
+    same = np.all(np.isclose(info["final_observation"], obs).reshape(60, 3, -1), -1)
+    assert np.all(same[~done])
+    assert not np.all(same[done])
+
+
+def test_brax_truncates_at_time_limit():
+    env, params = envs.make("brax/inverted_pendulum")
+    params = params.replace(max_steps_in_episode=7)
+    # A zero action never lets the pendulum fall within 7 steps from its tiny initial perturbation.
+    obs, state = env.reset(jax.random.PRNGKey(0), params)
+    step = jax.jit(env.step)
+    for t in range(7):
+        obs, state, reward, terminated, truncated, info = step(jax.random.PRNGKey(t), state,
+                                                               jnp.zeros(1), params)
+    assert bool(truncated) and not bool(terminated)
+    assert int(state.time) == 0  # reset after the time limit
+
+
+def test_unknown_env_names_allowed():
+    with pytest.raises(ValueError, match="--env: unknown environment 'Nope-v0'; allowed: .*CartPole-v1"):
+        envs.make("Nope-v0")
+
+
+def test_episode_stats_mask_and_totals():
+    env, params = envs.make("CartPole-v1")
+    env = envs.EpisodeStats(env)
+    _, _, reward, terminated, truncated, info = rollout(env, params, 2, 300, jax.random.PRNGKey(1))
+    done = np.asarray(info["episode_done"])
+    np.testing.assert_array_equal(done, np.asarray(terminated | truncated))
+    for e in range(2):
+        ends = np.flatnonzero(done[:, e])
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        for s, t in zip(starts, ends):
+            np.testing.assert_allclose(info["episode_return"][t, e], reward[s:t + 1, e].sum())
+            assert info["episode_length"][t, e] == t - s + 1
+
+
+def test_normalize_observation_tracks_running_moments():
+    env, params = envs.make("Pendulum-v1")
+    raw = rollout(env, params, 1, 200, jax.random.PRNGKey(2))[0][:, 0]  # obs before each step
+    norm = rollout(envs.NormalizeObservation(env), params, 1, 200, jax.random.PRNGKey(2))[0][:, 0]
+    # Observation t is normalised by the moments of observations 0..t (with gymnasium's prior).
+    t = 150
+    seen = np.asarray(raw[: t + 1], np.float64)
+    count = 1e-4 + len(seen)
+    mean = seen.sum(0) / count
+    var = (1e-4 + ((seen - seen.mean(0)) ** 2).sum(0) + seen.mean(0) ** 2 * 1e-4 * len(seen) / count) / count
+    np.testing.assert_allclose(norm[t], np.clip((raw[t] - mean) / np.sqrt(var + 1e-8), -10, 10),
+                               rtol=1e-3, atol=1e-3)
+
+
+def test_clip_action_clips_to_box():
+    env, params = envs.make("Pendulum-v1")
+    obs, state = env.reset(jax.random.PRNGKey(0), params)
+    big = envs.ClipAction(env).step(jax.random.PRNGKey(1), state, jnp.asarray([100.0]), params)
+    edge = env.step(jax.random.PRNGKey(1), state, jnp.asarray([env.action_space(params).high]), params)
+    np.testing.assert_allclose(big[0], edge[0])

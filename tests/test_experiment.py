@@ -1,0 +1,65 @@
+"""The runner: chunked and sharded runs give the numbers of one unchunked run; results are
+labelled by (config, seed, update)."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import TINY_PPO, run_python
+from jaxrl.experiment import run
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def assert_same_metrics(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def unchunked():
+    from jaxrl.agents.ppo import PPOConfig
+
+    configs = [PPOConfig(**TINY_PPO), PPOConfig(**TINY_PPO).replace(lr=1e-3, clip_eps=0.1)]
+    return configs, run("ppo", "CartPole-v1", configs, range(5), progress=None)
+
+
+def test_results_are_labelled(unchunked):
+    configs, results = unchunked
+    assert results.metrics["entropy"].shape == (2, 5, 2)
+    df = results.to_dataframe()
+    assert len(df) == 2 * 5 * 2
+    row = df[(df["config"] == 1) & (df["seed"] == 3) & (df["update"] == 1)].iloc[0]
+    assert row.lr == pytest.approx(1e-3) and row.env_steps == 2 * 64
+    assert row.entropy == pytest.approx(results.metrics["entropy"][1, 3, 1])
+    summary = results.summary(config_index=1)
+    for key in ("algo", "env", "num_seeds", "total_steps", "compile_seconds", "run_seconds",
+                "env_steps_per_second", "devices", "final_return"):
+        assert key in summary
+    json.dumps(summary)
+
+
+def test_chunked_equals_unchunked(unchunked):
+    configs, results = unchunked
+    chunked = run("ppo", "CartPole-v1", configs, range(5), max_batch=3, progress=None)
+    assert chunked.num_chunks == 4 and chunked.chunk_size == 3
+    assert_same_metrics(chunked.metrics, results.metrics)
+
+
+def test_sharded_over_four_cpu_devices_equals_unchunked(unchunked, tmp_path):
+    configs, results = unchunked
+    run_python(f"""
+import numpy as np, jax
+from jaxrl import enable_compilation_cache
+from jaxrl.agents.ppo import PPOConfig
+from jaxrl.experiment import run
+enable_compilation_cache()
+assert len(jax.devices()) == 4
+tiny = PPOConfig(**{TINY_PPO!r})
+res = run("ppo", "CartPole-v1", [tiny, tiny.replace(lr=1e-3, clip_eps=0.1)], range(5), progress=None)
+assert res.chunk_size == 12 and len(res.devices) == 4, (res.chunk_size, res.devices)
+np.savez("{tmp_path}/sharded.npz", **res.metrics)
+""", env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+    sharded = dict(np.load(tmp_path / "sharded.npz"))
+    assert_same_metrics(sharded, results.metrics)

@@ -1,0 +1,71 @@
+"""PPO end to end: determinism, vmapped equals lone, no recompilation across float sweeps, and
+learning judged by IQM over vmapped seeds."""
+import jax
+import numpy as np
+import pytest
+
+import envs
+from jaxrl import stats
+from jaxrl.agents.ppo import PPOConfig, make_train
+from jaxrl.experiment import run, seed_key, stack_configs
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_same_key_same_result_and_vmapped_equals_lone(tiny_ppo):
+    env, params = envs.make("CartPole-v1")
+    train = make_train(tiny_ppo, env, params)
+    seeds = np.arange(4)
+    keys = jax.vmap(seed_key)(seeds)
+    _, batched = jax.jit(jax.vmap(train, in_axes=(None, 0)))(tiny_ppo, keys)
+    lone = jax.jit(train)
+    for i in (0, 3):
+        _, m1 = lone(tiny_ppo, seed_key(i))
+        _, m2 = lone(tiny_ppo, seed_key(i))
+        for k in m1:
+            np.testing.assert_array_equal(m1[k], m2[k])  # same key, bit-identical
+            np.testing.assert_allclose(batched[k][i], m1[k], rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+def test_float_sweep_does_not_recompile(tiny_ppo):
+    env, params = envs.make("CartPole-v1")
+    traces = []
+    inner = make_train(tiny_ppo, env, params)
+
+    def train(config, key):
+        traces.append(1)
+        return inner(config, key)
+
+    fn = jax.jit(jax.vmap(train))
+    key = jax.vmap(seed_key)(np.arange(2))
+    for lr, ent in [(1e-3, 0.0), (3e-4, 0.01), (1e-4, 0.05)]:
+        configs = stack_configs([tiny_ppo.replace(lr=lr, ent_coef=ent),
+                                 tiny_ppo.replace(lr=lr * 2, gamma=0.9)])
+        _, metrics = fn(configs, key)
+    assert len(traces) == 1
+    # ...and the traced learning rate really is used: different rates, different updates.
+    assert not np.allclose(metrics["approx_kl"][0], metrics["approx_kl"][1])
+
+
+def iqm_final_return(results):
+    final = results.final_return()[0]
+    assert np.all(np.isfinite(final)), final
+    return stats.iqm(final)
+
+
+@pytest.mark.timeout(600)
+def test_ppo_learns_cartpole():
+    """PureJaxRL's CartPole settings reach the 500 cap; require IQM >= 450 over 8 seeds."""
+    results = run("ppo", "CartPole-v1", [PPOConfig(total_steps=500_000)], range(8), progress=None)
+    assert iqm_final_return(results) >= 450
+
+
+@pytest.mark.timeout(600)
+def test_ppo_learns_pendulum():
+    """Continuous PPO on Pendulum-v1. A random policy scores about -1200; RLlib's tuned PPO example
+    stops at -400 within 400k steps, and these settings reached IQM -201 at 400k and about -300
+    at 300k (8 seeds); require IQM >= -400 at 300k steps over 8 seeds."""
+    config = PPOConfig(total_steps=300_000, num_envs=16, num_steps=64, update_epochs=10,
+                       num_minibatches=16, lr=1e-3, gamma=0.95, gae_lambda=0.9, ent_coef=0.0)
+    results = run("ppo", "Pendulum-v1", [config], range(8), progress=None)
+    assert iqm_final_return(results) >= -400
