@@ -146,7 +146,10 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
     def round_up(n: int) -> int:
         return -(-n // n_dev) * n_dev
 
-    chunk = round_up(min(n_runs, max_batch or n_runs))
+    if max_batch:  # at most max_batch runs, but a whole number per device
+        chunk = max(n_dev, min(n_runs, max_batch) // n_dev * n_dev)
+    else:
+        chunk = round_up(n_runs)
     budget = _memory_budget(devices[0])
     compile_seconds = 0.0
     while True:

@@ -43,7 +43,7 @@ def test_results_are_labelled(unchunked):
 def test_chunked_equals_unchunked(unchunked):
     configs, results = unchunked
     chunked = run("ppo", "CartPole-v1", configs, range(5), max_batch=3, progress=None)
-    assert chunked.num_chunks == 4 and chunked.chunk_size == 3
+    assert chunked.chunk_size <= 3 and chunked.num_chunks == -(-10 // chunked.chunk_size) >= 4
     assert_same_metrics(chunked.metrics, results.metrics)
 
 
