@@ -63,3 +63,24 @@ np.savez("{tmp_path}/sharded.npz", **res.metrics)
 """, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
     sharded = dict(np.load(tmp_path / "sharded.npz"))
     assert_same_metrics(sharded, results.metrics)
+
+
+def test_chunks_follow_the_compiled_programs_memory(unchunked, monkeypatch):
+    """With a memory budget too small for the whole batch, the runner halves the chunk (from the
+    compiled program's memory analysis) until it fits, and the numbers do not change."""
+    import jaxrl.experiment as experiment
+
+    configs, results = unchunked
+    seen = []
+    real = experiment.compiled_bytes
+
+    def spy(compiled):
+        seen.append(real(compiled))
+        return seen[-1]
+
+    monkeypatch.setattr(experiment, "compiled_bytes", spy)
+    monkeypatch.setattr(experiment, "_memory_budget", lambda device: 1)  # nothing fits
+    squeezed = run("ppo", "CartPole-v1", configs, range(5), progress=None)
+    assert seen[0] > 0 and len(seen) >= 2  # measured, then halved at least once
+    assert squeezed.chunk_size == len(squeezed.devices)  # down to one run per device
+    assert_same_metrics(squeezed.metrics, results.metrics)

@@ -1,0 +1,158 @@
+"""K-FAC for the Gaussian-on-Q Fisher of a dense network: per-layer Kronecker factors, their
+moving averages and damped inverses, and the preconditioned gradient.
+
+Supported networks: flax.linen models whose parameters are all `nn.Dense` layers
+({'kernel': [in, out], 'bias': [out]} or no bias), each called once per forward pass on a
+[B, in] input -- e.g. `jaxrl.nets.MLP` (Dense_0 .. Dense_n) or several of them (ActorCritic's
+towers, if the policy's log_std is not among the parameters). `q_fn` must run the model through
+flax (`module.apply`) so the layers' inputs and pre-activation gradients can be captured with
+`flax.linen.intercept_methods`; anything else raises a ValueError naming the parameter or layer.
+
+For layer input a_i (with a 1 appended when the layer has a bias) and g_i = w_i * d q_i / d s_i
+(s_i the layer's pre-activations, w_i = 1 for the true Fisher or the TD error for the empirical
+one) the layer's Fisher block is approximated by A (x) G with A = mean_i a_i a_i^T and
+G = mean_i g_i g_i^T, and its natural gradient, in the [in, out] kernel layout, is
+(A + pi sqrt(damping) I)^-1 [dW; db] (G + sqrt(damping) / pi I)^-1."""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import traverse_util
+
+PyTree = Any
+
+
+class KFACFactors(NamedTuple):
+    a: jax.Array      # [in(+1), in(+1)] moving average of E[a a^T]
+    g: jax.Array      # [out, out] moving average of E[g g^T]
+    a_inv: jax.Array  # [in(+1), in(+1)] damped inverse of a, refreshed every `inverse_every` steps
+    g_inv: jax.Array  # [out, out] damped inverse of g
+
+
+def dense_layers(params: PyTree) -> dict[str, tuple]:
+    """Layer name ('MLP_0/Dense_1', the flax module path) -> key prefix of its leaves in `params`.
+
+    Raises ValueError for any parameter that is not a dense kernel [in, out] or bias [out]."""
+    layers: dict[str, tuple] = {}
+    flat = traverse_util.flatten_dict(params) if hasattr(params, "items") else {(): params}
+    for keys, leaf in flat.items():
+        kind = keys[-1] if keys else None
+        if kind not in ("kernel", "bias") or jnp.ndim(leaf) != (2 if kind == "kernel" else 1):
+            raise ValueError(f"solver='kfac' supports only dense layers (flax nn.Dense params "
+                             f"{{'kernel': [in, out], 'bias': [out]}}, e.g. jaxrl.nets.MLP); got "
+                             f"parameter {'/'.join(map(str, keys)) or '<root>'} of shape "
+                             f"{jnp.shape(leaf)}; use solver='gram', 'cg' or 'diagonal'")
+        prefix = keys[:-1]
+        layers["/".join(prefix[1:] if prefix[:1] == ("params",) else prefix)] = prefix
+    for name, prefix in layers.items():
+        if prefix + ("kernel",) not in flat:
+            raise ValueError(f"solver='kfac': layer {name} has a bias but no kernel")
+    return layers
+
+
+def init_factors(params: PyTree) -> dict[str, KFACFactors]:
+    """Zero factors and identity inverses (both replaced at the first update)."""
+    flat = traverse_util.flatten_dict(params)
+    out = {}
+    for name, prefix in dense_layers(params).items():
+        d_in, d_out = flat[prefix + ("kernel",)].shape
+        d_in += (prefix + ("bias",)) in flat
+        out[name] = KFACFactors(jnp.zeros((d_in, d_in)), jnp.zeros((d_out, d_out)),
+                                jnp.eye(d_in), jnp.eye(d_out))
+    return out
+
+
+def layer_statistics(q_fn: Callable[[PyTree, Any], jax.Array], params: PyTree, batch: Any,
+                     weights: jax.Array) -> dict[str, tuple[jax.Array, jax.Array]]:
+    """One batch's factors per dense layer: (A [in(+1), in(+1)], G [out, out]).
+
+    q_fn(params, batch) -> [B] taken-action Q values; weights [B] scale each sample's
+    pre-activation gradient (ones: true Fisher; TD errors: empirical Fisher)."""
+    flat = traverse_util.flatten_dict(params)
+    layers = dense_layers(params)
+    size = weights.shape[0]
+
+    def run(perturbations):
+        inputs = {}
+
+        def interceptor(next_fun, args, kwargs, context):
+            if not (isinstance(context.module, nn.Dense) and context.method_name == "__call__"):
+                return next_fun(*args, **kwargs)
+            name = "/".join(context.module.path)
+            if name not in layers or name in inputs or args[0].ndim != 2 or len(args[0]) != size:
+                raise ValueError(f"solver='kfac' needs each dense layer called once per forward "
+                                 f"pass on a [B={size}, in] input with its parameters in `params`; "
+                                 f"layer {name} got input shape {args[0].shape}")
+            inputs[name] = args[0]
+            return next_fun(*args, **kwargs) + perturbations[name]
+
+        with nn.intercept_methods(interceptor):
+            return q_fn(params, batch), inputs
+
+    zeros = {name: jnp.zeros((size, flat[prefix + ("kernel",)].shape[1]), weights.dtype)
+             for name, prefix in layers.items()}
+    _, pullback, inputs = jax.vjp(run, zeros, has_aux=True)
+    if set(inputs) != set(layers):
+        raise ValueError(f"solver='kfac': q_fn did not call the dense layers "
+                         f"{sorted(set(layers) - set(inputs))} through flax; K-FAC needs q_fn to "
+                         f"apply a flax model made of nn.Dense layers (e.g. jaxrl.nets.MLP)")
+    (grads,) = pullback(weights)  # row i of grads[name] = w_i * d q_i / d s_i
+    stats = {}
+    for name, prefix in layers.items():
+        a = inputs[name]
+        if prefix + ("bias",) in flat:
+            a = jnp.concatenate([a, jnp.ones((size, 1), a.dtype)], axis=1)
+        stats[name] = (a.T @ a / size, grads[name].T @ grads[name] / size)
+    return stats
+
+
+def _spd_inverse(m: jax.Array) -> jax.Array:
+    eye = jnp.eye(m.shape[0], dtype=m.dtype)
+    return jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(m), eye)
+
+
+def update_factors(factors: dict[str, KFACFactors], stats: dict, count: jax.Array,
+                   decay: jax.Array | float, damping: jax.Array | float, inverse_every: int,
+                   pi_damping: bool) -> dict[str, KFACFactors]:
+    """Moving averages (the first update, count == 0, takes the batch's factors as they are) and,
+    when count % inverse_every == 0, fresh damped inverses (Tikhonov damping split between the
+    factors: sqrt(damping) each, scaled by pi = sqrt((tr A / dim A) / (tr G / dim G)) if
+    pi_damping)."""
+    out = {}
+    for name, f in factors.items():
+        a_batch, g_batch = stats[name]
+        a = jnp.where(count == 0, a_batch, decay * f.a + (1 - decay) * a_batch)
+        g = jnp.where(count == 0, g_batch, decay * f.g + (1 - decay) * g_batch)
+
+        def invert(a=a, g=g):
+            pi = 1.0
+            if pi_damping:
+                tiny = jnp.finfo(a.dtype).tiny
+                pi = jnp.sqrt(jnp.maximum(jnp.trace(a) / a.shape[0], tiny)
+                              / jnp.maximum(jnp.trace(g) / g.shape[0], tiny))
+            root = jnp.sqrt(damping)
+            return (_spd_inverse(a + pi * root * jnp.eye(a.shape[0])),
+                    _spd_inverse(g + root / pi * jnp.eye(g.shape[0])))
+
+        keep = lambda f=f: (f.a_inv, f.g_inv)  # noqa: E731
+        a_inv, g_inv = jax.lax.cond(count % inverse_every == 0, invert, keep)
+        out[name] = KFACFactors(a, g, a_inv, g_inv)
+    return out
+
+
+def precondition(grads: PyTree, factors: dict[str, KFACFactors]) -> PyTree:
+    """Per layer A^-1 [dW; db] G^-1 (kernel layout [in, out]); same structure as `grads`."""
+    flat = traverse_util.flatten_dict(grads)
+    out = dict(flat)
+    for name, prefix in dense_layers(grads).items():
+        f = factors[name]
+        kernel, bias = prefix + ("kernel",), prefix + ("bias",)
+        d = flat[kernel] if bias not in flat else jnp.concatenate([flat[kernel], flat[bias][None]])
+        x = f.a_inv @ d @ f.g_inv
+        out[kernel] = x[: flat[kernel].shape[0]]
+        if bias in flat:
+            out[bias] = x[-1]
+    return traverse_util.unflatten_dict(out)
