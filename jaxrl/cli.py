@@ -74,6 +74,9 @@ def build_parser(algo: str | None) -> Parser:
                        "(only once the new run has finished)")
     train.add_argument("--max-batch", type=int, default=None, help="most runs per compiled chunk "
                        "(default: as many as fit in memory, from the compiled program's analysis)")
+    train.add_argument("--dry-run", action="store_true", help="compile, print the chunk plan "
+                       "(chunk size and count, memory per chunk from the compiled program, "
+                       "compiles) as JSON, and run nothing")
     add_config_options(train, ALGOS.get(algo or "ppo", ALGOS["ppo"]).Config)
     return parser
 
@@ -104,7 +107,7 @@ def parse_train(argv: list[str]) -> tuple[argparse.Namespace, Any]:
     except ValueError as e:  # envs never imports jaxrl, so it raises a plain ValueError
         raise ConfigError(str(e)) from None
     spec.validate(config, env, env_params)
-    if os.path.exists(args.out) and not args.overwrite:
+    if os.path.exists(args.out) and not (args.overwrite or args.dry_run):
         raise ConfigError(f"--out: {args.out} already exists; choose a new folder or pass --overwrite")
     return args, config
 
@@ -116,6 +119,10 @@ def train_command(args: argparse.Namespace, config: Any) -> dict:
 
     enable_compilation_cache()
     seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
+    if args.dry_run:
+        plan = run(args.algo, args.env, [config], seeds, max_batch=args.max_batch, dry_run=True)
+        print(json.dumps(plan, indent=2))
+        return plan
     print(f"training {args.algo} on {args.env}: {args.seeds} seeds x {config.total_steps} steps",
           flush=True)
     results = run(args.algo, args.env, [config], seeds, max_batch=args.max_batch,
@@ -140,6 +147,8 @@ def train_command(args: argparse.Namespace, config: Any) -> dict:
               f"{final['ci95'][1]:.1f}) over {summary['num_seeds']} seeds; "
               f"{summary['env_steps_per_second']:,.0f} env steps/s; "
               f"compile {summary['compile_seconds']:.1f}s; results in {args.out}")
+    if summary["diverged_seeds"]:
+        print(f"diverged (NaN/inf in the final state): seeds {summary['diverged_seeds']}")
     return summary
 
 

@@ -40,6 +40,7 @@ class Results:
     seeds: list[int]
     metrics: dict[str, np.ndarray]
     steps_per_update: int
+    diverged: np.ndarray | None = None  # [configs, seeds]: some float in the final state is NaN/inf
     compile_seconds: float = 0.0
     run_seconds: float = 0.0
     devices: list[str] = dataclasses.field(default_factory=list)
@@ -75,8 +76,10 @@ class Results:
             final.update(iqm=float(iqm), ci95=[float(lo), float(hi)], mean=float(finite.mean()))
         else:
             final.update(iqm=None, ci95=[None, None], mean=None)
+        diverged = [] if self.diverged is None else [
+            seed for seed, bad in zip(self.seeds, self.diverged[config_index]) if bad]
         return {"algo": self.algo, "env": self.env, "num_seeds": len(self.seeds),
-                "seeds": list(self.seeds), "total_steps": self.total_steps,
+                "seeds": list(self.seeds), "diverged_seeds": diverged, "total_steps": self.total_steps,
                 "num_updates": self.num_updates, "compile_seconds": self.compile_seconds,
                 "run_seconds": self.run_seconds,
                 "env_steps_per_second": len(self.configs) * len(self.seeds) * self.total_steps
@@ -94,6 +97,8 @@ class Results:
                  "env_steps": (index[2] + 1) * self.steps_per_update}
         for name in dynamic_fields(type(self.configs[0])):
             frame[name] = np.asarray([getattr(cfg, name) for cfg in self.configs])[index[0]]
+        if self.diverged is not None:
+            frame["diverged"] = self.diverged[index[0], index[1]]
         frame.update({k: v.reshape(-1) for k, v in sorted(self.metrics.items())})
         return pd.DataFrame(frame)
 
@@ -123,10 +128,27 @@ def compiled_bytes(compiled) -> int:
     return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes)
 
 
+def _check_finite(train: Callable) -> Callable:
+    """Wrap `train` to return (metrics, diverged): diverged when any float leaf of the final state
+    (params, optimizer state, ...) is NaN or inf. vmapped runs share no arithmetic, so a diverged
+    seed never affects the others; it is only flagged."""
+
+    def checked(config, key):
+        state, metrics = train(config, key)
+        leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
+        finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in leaves]))
+        return metrics, ~finite
+
+    return checked
+
+
 def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], *,
         max_batch: int | None = None, progress: Callable[[str], None] | None = print,
-        env_kwargs: dict | None = None) -> Results:
-    """Train every (config, seed) pair; configs must share their static fields."""
+        env_kwargs: dict | None = None, dry_run: bool = False) -> Results | dict:
+    """Train every (config, seed) pair; configs must share their static fields.
+
+    With `dry_run`, compile only and return the plan: chunk size and count, the compiled
+    program's memory per chunk, compiles and compile seconds."""
     spec = get_algo(algo)
     env, env_params = envs.make(env_name, **(env_kwargs or {}))
     configs, seeds = list(configs), [int(s) for s in seeds]
@@ -141,7 +163,7 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
     devices = jax.local_devices()
     n_dev = len(devices)
     sharding = NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
-    train = jax.jit(jax.vmap(spec.make_train(configs[0], env, env_params)))
+    train = jax.jit(jax.vmap(_check_finite(spec.make_train(configs[0], env, env_params))))
 
     def round_up(n: int) -> int:
         return -(-n // n_dev) * n_dev
@@ -151,7 +173,7 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
     else:
         chunk = round_up(n_runs)
     budget = _memory_budget(devices[0])
-    compile_seconds = 0.0
+    compile_seconds, compiles = 0.0, 0
     while True:
         t0 = time.perf_counter()
         example = (jax.tree.map(lambda x: jax.ShapeDtypeStruct((chunk,) + x.shape[1:], x.dtype,
@@ -159,29 +181,39 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
                    jax.ShapeDtypeStruct((chunk,) + keys.shape[1:], keys.dtype, sharding=sharding))
         compiled = train.lower(*example).compile()
         compile_seconds += time.perf_counter() - t0
-        if max_batch or chunk <= n_dev or compiled_bytes(compiled) <= budget:
+        compiles += 1
+        chunk_bytes = compiled_bytes(compiled)
+        if max_batch or chunk <= n_dev or chunk_bytes <= budget:
             break
         chunk = round_up(chunk // 2)
 
     num_chunks = -(-n_runs // chunk)
-    outputs, run_seconds = [], 0.0
+    if dry_run:
+        return {"algo": algo, "env": env_name, "runs": n_runs, "configs": len(configs),
+                "seeds": len(seeds), "devices": [str(d) for d in devices], "chunk_size": chunk,
+                "num_chunks": num_chunks, "bytes_per_chunk": chunk_bytes,
+                "memory_budget_bytes": budget, "compiles": compiles,
+                "compile_seconds": compile_seconds}
+    outputs, flags, run_seconds = [], [], 0.0
     for i in range(num_chunks):
         index = np.arange(i * chunk, (i + 1) * chunk)
         index = np.minimum(index, n_runs - 1)  # pad the last chunk by repeating its last run
         args = jax.device_put((jax.tree.map(lambda x: x[index], all_configs), keys[index]), sharding)
         t0 = time.perf_counter()
-        _, metrics = compiled(*args)
-        metrics = jax.device_get(metrics)
+        metrics, diverged = jax.device_get(compiled(*args))
         run_seconds += time.perf_counter() - t0
         valid = min(chunk, n_runs - i * chunk)
         outputs.append({k: v[:valid] for k, v in metrics.items()})
+        flags.append(diverged[:valid])
         if progress:
             done = min((i + 1) * chunk, n_runs)
             progress(f"chunk {i + 1}/{num_chunks}: runs {done}/{n_runs}, "
-                     f"compile {compile_seconds:.1f}s, run {run_seconds:.1f}s")
-    metrics = {k: np.concatenate([o[k] for o in outputs]).reshape((len(configs), len(seeds), -1))
-               for k in outputs[0]}
+                     f"compile {compile_seconds:.1f}s, run {run_seconds:.1f}s"
+                     + (f", {int(np.sum(flags[-1]))} diverged" if np.any(flags[-1]) else ""))
+    shape = (len(configs), len(seeds))
+    metrics = {k: np.concatenate([o[k] for o in outputs]).reshape(shape + (-1,)) for k in outputs[0]}
     return Results(algo=algo, env=env_name, configs=configs, seeds=seeds, metrics=metrics,
                    steps_per_update=spec.steps_per_update(configs[0]),
+                   diverged=np.concatenate(flags).reshape(shape),
                    compile_seconds=compile_seconds, run_seconds=run_seconds,
                    devices=[str(d) for d in devices], chunk_size=chunk, num_chunks=num_chunks)

@@ -63,3 +63,12 @@ def test_train_writes_results_and_never_overwrites(tmp_path, capsys):
     assert main(["train", "--out", str(out), "--seeds", "2", "--overwrite", *TINY]) == 0
     assert json.loads((out / "summary.json").read_text())["num_seeds"] == 2
     assert sorted(os.listdir(tmp_path)) == ["run"]
+
+
+def test_dry_run_compiles_plans_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--seeds", "6", "--max-batch", "4", "--dry-run", *TINY]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["runs"] == 6 and plan["chunk_size"] <= 4 and plan["compiles"] == 1
+    assert plan["num_chunks"] == -(-6 // plan["chunk_size"]) and plan["bytes_per_chunk"] > 0
+    assert not out.exists()

@@ -84,3 +84,16 @@ def test_chunks_follow_the_compiled_programs_memory(unchunked, monkeypatch):
     assert seen[0] > 0 and len(seen) >= 2  # measured, then halved at least once
     assert squeezed.chunk_size == len(squeezed.devices)  # down to one run per device
     assert_same_metrics(squeezed.metrics, results.metrics)
+
+
+def test_a_diverging_seed_is_flagged_and_leaves_the_others_alone(unchunked):
+    """A learning rate of 1e30 blows one config's params up; the other config's seeds are
+    untouched and nothing else is flagged."""
+    configs, results = unchunked
+    blown = [configs[0], configs[1].replace(lr=1e30, max_grad_norm=1e30)]
+    mixed = run("ppo", "CartPole-v1", blown, range(5), progress=None)
+    assert not results.diverged.any()
+    assert mixed.diverged[1].all() and not mixed.diverged[0].any()
+    for k in results.metrics:
+        np.testing.assert_allclose(mixed.metrics[k][0], results.metrics[k][0], rtol=1e-4, atol=1e-5)
+    assert mixed.summary(config_index=1)["diverged_seeds"] == [0, 1, 2, 3, 4]
