@@ -74,10 +74,22 @@ def build_parser(algo: str | None) -> Parser:
                        "(only once the new run has finished)")
     train.add_argument("--max-batch", type=int, default=None, help="most runs per compiled chunk "
                        "(default: as many as fit in memory, from the compiled program's analysis)")
+    train.add_argument("--checkpoint-every", type=int, default=None, metavar="UPDATES",
+                       help="save the whole batched state (params, optimizer and env state, RNG, "
+                       "metric history) every this many updates, in OUT.partial/checkpoints; a "
+                       "killed run continues with --resume and ends bit-identical on the CPU")
+    train.add_argument("--resume", action="store_true", help="continue the unfinished run in "
+                       "OUT.partial (same command line) from its last checkpoint")
     train.add_argument("--dry-run", action="store_true", help="compile, print the chunk plan "
                        "(chunk size and count, memory per chunk from the compiled program, "
                        "compiles) as JSON, and run nothing")
     add_config_options(train, ALGOS.get(algo or "ppo", ALGOS["ppo"]).Config)
+    plot = sub.add_parser("plot", help="write PNG figures of a run or sweep folder",
+                          description="Learning curves (IQM over seeds with 95%% bootstrap bands) "
+                          "per config, performance profiles, a sweep heatmap or line plot, and "
+                          "training diagnostics, as PNGs.")
+    plot.add_argument("run_dir", help="a folder written by `train` or `sweep`")
+    plot.add_argument("--out", default=None, help="folder for the PNGs (default: RUN_DIR/plots)")
     return parser
 
 
@@ -92,7 +104,7 @@ def parse_train(argv: list[str]) -> tuple[argparse.Namespace, Any]:
     spec = get_algo(known.algo) if not has_help else None
     args = build_parser(known.algo).parse_args(argv)
     spec = spec or get_algo(args.algo)
-    for name in ("seeds", "max_batch"):
+    for name in ("seeds", "max_batch", "checkpoint_every"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ConfigError(f"{option(name)}: got {value}, must be >= 1")
@@ -107,14 +119,39 @@ def parse_train(argv: list[str]) -> tuple[argparse.Namespace, Any]:
     except ValueError as e:  # envs never imports jaxrl, so it raises a plain ValueError
         raise ConfigError(str(e)) from None
     spec.validate(config, env, env_params)
-    if os.path.exists(args.out) and not (args.overwrite or args.dry_run):
+    if args.dry_run:
+        return args, config
+    if os.path.exists(args.out) and not args.overwrite:
         raise ConfigError(f"--out: {args.out} already exists; choose a new folder or pass --overwrite")
+    partial = args.out.rstrip("/") + ".partial"
+    if args.resume:
+        if not os.path.exists(partial):
+            raise ConfigError(f"--resume: no unfinished run at {partial}")
+        with open(os.path.join(partial, "config.json")) as f:
+            saved = json.load(f)
+        for key, value in run_record(args, config).items():
+            if saved.get(key) != value:
+                raise ConfigError(f"--resume: {option(key)} is {value!r} here but {saved.get(key)!r} "
+                                  f"in the unfinished run {partial}")
+    elif os.path.exists(partial):
+        raise ConfigError(f"--out: an unfinished run is at {partial}; pass --resume to continue it "
+                          "or delete that folder")
     return args, config
+
+
+def run_record(args: argparse.Namespace, config: Any) -> dict:
+    """What config.json records, and what --resume checks against."""
+    from jaxrl.config import to_dict
+
+    record = {"algo": args.algo, "env": args.env,
+              "seeds": list(range(args.seed_offset, args.seed_offset + args.seeds)),
+              "checkpoint_every": args.checkpoint_every, "max_batch": args.max_batch,
+              **to_dict(config)}
+    return json.loads(json.dumps(record))  # tuples as lists, as read back from the file
 
 
 def train_command(args: argparse.Namespace, config: Any) -> dict:
     from jaxrl import enable_compilation_cache
-    from jaxrl.config import to_dict
     from jaxrl.experiment import run
 
     enable_compilation_cache()
@@ -123,19 +160,24 @@ def train_command(args: argparse.Namespace, config: Any) -> dict:
         plan = run(args.algo, args.env, [config], seeds, max_batch=args.max_batch, dry_run=True)
         print(json.dumps(plan, indent=2))
         return plan
+    out = os.path.abspath(args.out)
+    partial = out + ".partial"  # renamed to --out once complete; holds checkpoints until then
+    if not args.resume:
+        os.makedirs(partial)
+        with open(os.path.join(partial, "config.json"), "w") as f:
+            json.dump(run_record(args, config), f, indent=2)
     print(f"training {args.algo} on {args.env}: {args.seeds} seeds x {config.total_steps} steps",
           flush=True)
+    checkpoints = os.path.join(partial, "checkpoints")
     results = run(args.algo, args.env, [config], seeds, max_batch=args.max_batch,
-                  progress=lambda line: print(line, flush=True))
+                  progress=lambda line: print(line, flush=True),
+                  checkpoint_every=args.checkpoint_every,
+                  checkpoint_dir=checkpoints if args.checkpoint_every else None)
     summary = results.summary()
-    out = os.path.abspath(args.out)
-    partial = f"{out}.partial-{os.getpid()}"
-    os.makedirs(partial)
-    with open(os.path.join(partial, "config.json"), "w") as f:
-        json.dump({"algo": args.algo, "env": args.env, "seeds": seeds, **to_dict(config)}, f, indent=2)
     results.to_dataframe().to_csv(os.path.join(partial, "metrics.csv"), index=False)
     with open(os.path.join(partial, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
+    shutil.rmtree(checkpoints, ignore_errors=True)
     if os.path.exists(out):  # only with --overwrite, checked before training
         shutil.rmtree(out)
     os.replace(partial, out)
@@ -158,10 +200,17 @@ def main(argv: list[str] | None = None) -> int:
         if not argv or argv[0] in ("-h", "--help"):
             build_parser(None).print_help()
             return 0 if argv else 2
+        if argv[0] == "plot":
+            from jaxrl.plots import plot_run
+
+            args = build_parser(None).parse_args(argv)
+            for path in plot_run(args.run_dir, args.out):
+                print(path)
+            return 0
         if argv[0] != "train":
-            raise ConfigError(f"unknown command {argv[0]!r}; allowed: train")
+            raise ConfigError(f"unknown command {argv[0]!r}; allowed: train, plot")
         args, config = parse_train(argv)
-    except ConfigError as e:
+    except ValueError as e:  # ConfigError, or a plain ValueError from envs/plots on bad input
         print(f"jaxrl: error: {e}", file=sys.stderr)
         return 2
     train_command(args, config)

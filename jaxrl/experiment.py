@@ -128,25 +128,78 @@ def compiled_bytes(compiled) -> int:
     return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes)
 
 
-def _check_finite(train: Callable) -> Callable:
-    """Wrap `train` to return (metrics, diverged): diverged when any float leaf of the final state
-    (params, optimizer state, ...) is NaN or inf. vmapped runs share no arithmetic, so a diverged
-    seed never affects the others; it is only flagged."""
+def _diverged(state) -> jax.Array:
+    """True when any float leaf of a run's state (params, optimizer state, ...) is NaN or inf.
+    vmapped runs share no arithmetic, so a diverged seed never affects the others."""
+    leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return ~jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
-    def checked(config, key):
-        state, metrics = train(config, key)
-        leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
-        finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in leaves]))
-        return metrics, ~finite
 
-    return checked
+def _whole_run(trainer) -> Callable:
+    def whole(config, key):
+        state, metrics = trainer(config, key)
+        return metrics, _diverged(state)
+
+    return whole
+
+
+def _segment(trainer, num_updates: int) -> Callable:
+    def segment(config, state):
+        state, metrics = trainer.segment(num_updates)(config, state)
+        return state, metrics, _diverged(state)
+
+    return segment
+
+
+class Checkpoints:
+    """Orbax checkpoints of one chunk's batched state and metric history, saved atomically (orbax
+    writes to a temporary folder and renames it), as arrays (no pickle), two kept. `restore`
+    falls back to the previous checkpoint, with a warning, when the latest cannot be read."""
+
+    def __init__(self, directory: str):
+        import orbax.checkpoint as ocp
+
+        self.ocp = ocp
+        self.manager = ocp.CheckpointManager(
+            os.path.abspath(directory),
+            options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False))
+
+    def save(self, updates_done: int, item: dict) -> None:
+        self.manager.save(updates_done, args=self.ocp.args.StandardSave(item), force=True)
+        self.manager.wait_until_finished()
+
+    @staticmethod
+    def flatten(state) -> dict:
+        """A state's leaves keyed by position, so any pytree (flax structs, optax tuples) saves
+        as plain named arrays and comes back through its own treedef."""
+        return {f"{i:05d}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state))}
+
+    @staticmethod
+    def unflatten(like, flat: dict):
+        return jax.tree.unflatten(jax.tree.structure(like), [flat[k] for k in sorted(flat)])
+
+    def restore(self) -> tuple[int, dict] | None:
+        import warnings
+
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                return step, self.manager.restore(step, args=self.ocp.args.StandardRestore())
+            except Exception as error:  # a damaged checkpoint: use the one before
+                warnings.warn(f"checkpoint at update {step} in {self.manager.directory} is "
+                              f"unreadable ({type(error).__name__}); falling back to an older one")
+                self.manager.delete(step)
+        return None
 
 
 def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], *,
         max_batch: int | None = None, progress: Callable[[str], None] | None = print,
-        env_kwargs: dict | None = None, dry_run: bool = False) -> Results | dict:
+        env_kwargs: dict | None = None, dry_run: bool = False,
+        checkpoint_dir: str | None = None, checkpoint_every: int | None = None) -> Results | dict:
     """Train every (config, seed) pair; configs must share their static fields.
 
+    With `checkpoint_every` (updates) and `checkpoint_dir`, each chunk runs in segments of that many
+    updates and saves its whole batched state after each; calling `run` again with the same
+    arguments resumes from the last checkpoint and ends bit-identical to an uninterrupted run.
     With `dry_run`, compile only and return the plan: chunk size and count, the compiled
     program's memory per chunk, compiles and compile seconds."""
     spec = get_algo(algo)
@@ -159,11 +212,26 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
     config_index = np.repeat(np.arange(len(configs)), len(seeds))
     keys = np.asarray(jax.vmap(seed_key)(jnp.asarray(np.tile(seeds, len(configs)), jnp.uint32)))
     all_configs = jax.tree.map(lambda x: x[config_index], stacked)
+    trainer = spec.make_train(configs[0], env, env_params)
+    every = min(checkpoint_every or trainer.num_updates, trainer.num_updates)
+    segmented = checkpoint_every is not None
 
     devices = jax.local_devices()
     n_dev = len(devices)
     sharding = NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
-    train = jax.jit(jax.vmap(_check_finite(spec.make_train(configs[0], env, env_params))))
+
+    def batched(tree, size):
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct((size,) + x.shape[1:], x.dtype,
+                                                           sharding=sharding), tree)
+
+    def compile_for(size):
+        config_shapes, key_shapes = batched(all_configs, size), batched(keys, size)
+        init = jax.jit(jax.vmap(trainer.init), out_shardings=sharding).lower(config_shapes, key_shapes).compile()
+        if not segmented:
+            return init, jax.jit(jax.vmap(_whole_run(trainer)), out_shardings=sharding).lower(config_shapes, key_shapes).compile()
+        state_shapes = jax.eval_shape(jax.vmap(trainer.init), config_shapes, key_shapes)
+        return init, jax.jit(jax.vmap(_segment(trainer, every)), out_shardings=sharding).lower(
+            config_shapes, batched(state_shapes, size)).compile()
 
     def round_up(n: int) -> int:
         return -(-n // n_dev) * n_dev
@@ -176,31 +244,67 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
     compile_seconds, compiles = 0.0, 0
     while True:
         t0 = time.perf_counter()
-        example = (jax.tree.map(lambda x: jax.ShapeDtypeStruct((chunk,) + x.shape[1:], x.dtype,
-                                                               sharding=sharding), all_configs),
-                   jax.ShapeDtypeStruct((chunk,) + keys.shape[1:], keys.dtype, sharding=sharding))
-        compiled = train.lower(*example).compile()
+        init_program, program = compile_for(chunk)
         compile_seconds += time.perf_counter() - t0
         compiles += 1
-        chunk_bytes = compiled_bytes(compiled)
+        chunk_bytes = compiled_bytes(program)
         if max_batch or chunk <= n_dev or chunk_bytes <= budget:
             break
         chunk = round_up(chunk // 2)
 
     num_chunks = -(-n_runs // chunk)
     if dry_run:
+        extra = int(segmented and trainer.num_updates % every != 0)  # a shorter last segment
         return {"algo": algo, "env": env_name, "runs": n_runs, "configs": len(configs),
                 "seeds": len(seeds), "devices": [str(d) for d in devices], "chunk_size": chunk,
                 "num_chunks": num_chunks, "bytes_per_chunk": chunk_bytes,
-                "memory_budget_bytes": budget, "compiles": compiles,
+                "memory_budget_bytes": budget, "compiles": compiles + extra,
                 "compile_seconds": compile_seconds}
+    def run_segments(i, chunk_configs, state):
+        """Runs one chunk segment by segment from its last checkpoint, saving after each."""
+        nonlocal compile_seconds
+        store = Checkpoints(os.path.join(checkpoint_dir, f"chunk-{i:04d}")) if checkpoint_dir else None
+        done, history, diverged = 0, [], np.zeros(chunk, bool)
+        restored = store.restore() if store else None
+        if restored:
+            done, item = restored
+            state = jax.device_put(Checkpoints.unflatten(state, item["state"]), sharding)
+            history, diverged = [item["metrics"]], np.asarray(item["diverged"])
+        while done < trainer.num_updates:
+            n = min(every, trainer.num_updates - done)
+            step = program
+            if n != every:
+                if n not in last_segment:
+                    t0 = time.perf_counter()
+                    last_segment[n] = jax.jit(jax.vmap(_segment(trainer, n)), out_shardings=sharding).lower(
+                        batched(all_configs, chunk), batched(state, chunk)).compile()
+                    compile_seconds += time.perf_counter() - t0
+                step = last_segment[n]
+            state, metrics, diverged = step(chunk_configs, state)
+            history.append(jax.device_get(metrics))
+            diverged = np.asarray(diverged)
+            done += n
+            history = [{k: np.concatenate([h[k] for h in history], axis=1) for k in history[-1]}]
+            if store:
+                store.save(done, {"state": Checkpoints.flatten(jax.device_get(state)),
+                                  "metrics": history[0], "diverged": diverged})
+                if progress:
+                    progress(f"checkpoint: chunk {i + 1}/{num_chunks}, update {done}/{trainer.num_updates}")
+        return history[0], diverged
+
+    last_segment = {}
     outputs, flags, run_seconds = [], [], 0.0
     for i in range(num_chunks):
         index = np.arange(i * chunk, (i + 1) * chunk)
         index = np.minimum(index, n_runs - 1)  # pad the last chunk by repeating its last run
-        args = jax.device_put((jax.tree.map(lambda x: x[index], all_configs), keys[index]), sharding)
+        chunk_configs, chunk_keys = jax.device_put(
+            (jax.tree.map(lambda x: x[index], all_configs), keys[index]), sharding)
         t0 = time.perf_counter()
-        metrics, diverged = jax.device_get(compiled(*args))
+        if not segmented:
+            metrics, diverged = jax.device_get(program(chunk_configs, chunk_keys))
+        else:
+            metrics, diverged = run_segments(
+                i, chunk_configs, init_program(chunk_configs, chunk_keys))
         run_seconds += time.perf_counter() - t0
         valid = min(chunk, n_runs - i * chunk)
         outputs.append({k: v[:valid] for k, v in metrics.items()})
@@ -210,6 +314,7 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
             progress(f"chunk {i + 1}/{num_chunks}: runs {done}/{n_runs}, "
                      f"compile {compile_seconds:.1f}s, run {run_seconds:.1f}s"
                      + (f", {int(np.sum(flags[-1]))} diverged" if np.any(flags[-1]) else ""))
+
     shape = (len(configs), len(seeds))
     metrics = {k: np.concatenate([o[k] for o in outputs]).reshape(shape + (-1,)) for k in outputs[0]}
     return Results(algo=algo, env=env_name, configs=configs, seeds=seeds, metrics=metrics,

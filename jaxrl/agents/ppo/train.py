@@ -1,8 +1,8 @@
 """PPO's training loop as one pure function of (config, key), readable top to bottom.
 
-`make_train(config, env, env_params)` reads only the static fields of `config`; the returned
-`train(config, key)` reads only its float leaves, so `jax.jit(jax.vmap(train))` over a batch of
-configs and keys is one compiled program."""
+`make_train(config, env, env_params)` reads only the static fields of `config` and returns a
+`Trainer` whose `init`/`update` (and the whole run, `trainer(config, key)`) read only its float
+leaves, so `jax.jit(jax.vmap(trainer))` over a batch of configs and keys is one compiled program."""
 from __future__ import annotations
 
 import jax
@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optax
 
 import envs
+from jaxrl.agents.base import Trainer
 from jaxrl.agents.ppo.config import PPOConfig
 from jaxrl.agents.ppo.losses import compute_gae, ppo_loss
 from jaxrl.config import ConfigError, check_fields
@@ -60,18 +61,24 @@ def make_train(config: PPOConfig, env, env_params):
     reset_envs = jax.vmap(env.reset, in_axes=(0, None))
     step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
-    def train(config: PPOConfig, key: jax.Array):
-        key, init_key, reset_key = jax.random.split(key, 3)
-        params = network.init(init_key, jnp.zeros(obs_shape))
+    def make_optimizer(config: PPOConfig):
         if config.anneal_lr:
             def learning_rate(count):
                 return config.lr * (1.0 - (count // grad_steps_per_update) / num_updates)
         else:
             learning_rate = config.lr
-        optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                                optax.adam(learning_rate, eps=1e-5))
-        opt_state = optimizer.init(params)
+        return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                           optax.adam(learning_rate, eps=1e-5))
+
+    def init(config: PPOConfig, key: jax.Array) -> dict:
+        key, init_key, reset_key = jax.random.split(key, 3)
+        params = network.init(init_key, jnp.zeros(obs_shape))
         obs, env_state = reset_envs(jax.random.split(reset_key, num_envs), env_params)
+        return {"params": params, "opt_state": make_optimizer(config).init(params),
+                "env_state": env_state, "obs": obs, "key": key}
+
+    def update(config: PPOConfig, state: dict) -> tuple[dict, dict]:
+        optimizer = make_optimizer(config)
 
         def env_step(carry, _):
             params, env_state, obs, key = carry
@@ -107,27 +114,23 @@ def make_train(config: PPOConfig, env, env_params):
             (params, opt_state), metrics = jax.lax.scan(minibatch_step, (params, opt_state), minibatches)
             return (params, opt_state, batch, key), metrics
 
-        def update(carry, _):
-            params, opt_state, env_state, obs, key = carry
-            (params, env_state, obs, key), traj = jax.lax.scan(
-                env_step, (params, env_state, obs, key), None, num_steps)
-            _, next_values = network.apply(params, traj["final_obs"])
-            advantages, targets = compute_gae(traj["reward"], traj["value"], next_values,
-                                              traj["terminated"], traj["done"],
-                                              config.gamma, config.gae_lambda)
-            batch = {"obs": traj["obs"], "action": traj["action"], "log_prob": traj["log_prob"],
-                     "value": traj["value"], "advantage": advantages, "target": targets}
-            batch = jax.tree.map(lambda x: x.reshape((batch_size,) + x.shape[2:]), batch)
-            key, epoch_key = jax.random.split(key)
-            (params, opt_state, _, _), losses = jax.lax.scan(
-                epoch, (params, opt_state, batch, epoch_key), None, config.update_epochs)
-            metrics = {**episode_metrics(traj), **jax.tree.map(jnp.mean, losses),
-                       "value_mean": traj["value"].mean(), "advantage_std": advantages.std()}
-            return (params, opt_state, env_state, obs, key), metrics
+        params, opt_state, env_state, obs, key = (state["params"], state["opt_state"],
+                                                  state["env_state"], state["obs"], state["key"])
+        (params, env_state, obs, key), traj = jax.lax.scan(
+            env_step, (params, env_state, obs, key), None, num_steps)
+        _, next_values = network.apply(params, traj["final_obs"])
+        advantages, targets = compute_gae(traj["reward"], traj["value"], next_values,
+                                          traj["terminated"], traj["done"],
+                                          config.gamma, config.gae_lambda)
+        batch = {"obs": traj["obs"], "action": traj["action"], "log_prob": traj["log_prob"],
+                 "value": traj["value"], "advantage": advantages, "target": targets}
+        batch = jax.tree.map(lambda x: x.reshape((batch_size,) + x.shape[2:]), batch)
+        key, epoch_key = jax.random.split(key)
+        (params, opt_state, _, _), losses = jax.lax.scan(
+            epoch, (params, opt_state, batch, epoch_key), None, config.update_epochs)
+        metrics = {**episode_metrics(traj), **jax.tree.map(jnp.mean, losses),
+                   "value_mean": traj["value"].mean(), "advantage_std": advantages.std()}
+        return {"params": params, "opt_state": opt_state, "env_state": env_state, "obs": obs,
+                "key": key}, metrics
 
-        carry, metrics = jax.lax.scan(update, (params, opt_state, env_state, obs, key), None,
-                                      num_updates)
-        return {"params": carry[0], "opt_state": carry[1], "env_state": carry[2], "obs": carry[3],
-                "key": carry[4]}, metrics
-
-    return train
+    return Trainer(init, update, num_updates)
