@@ -50,9 +50,26 @@ def add_config_options(parser: argparse.ArgumentParser, config_cls) -> None:
                                metavar=type(f.default).__name__.upper(), help=help_text)
 
 
+def add_common_options(parser: argparse.ArgumentParser, algos) -> None:
+    parser.add_argument("--algo", default="ppo", help=f"algorithm: {', '.join(sorted(algos))} "
+                        "(default: %(default)s)")
+    parser.add_argument("--env", default="CartPole-v1", help="environment: any gymnax name "
+                        "(CartPole-v1, Pendulum-v1, Breakout-MinAtar, ...) or brax/NAME on MJX "
+                        "(brax/inverted_pendulum, brax/hopper, ...) (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, default=8, help="number of seeds, run in parallel "
+                        "(default: %(default)s)")
+    parser.add_argument("--out", required=True, help="output folder; must not exist yet")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out "
+                        "(only once the new run has finished)")
+    parser.add_argument("--max-batch", type=int, default=None, help="most runs per compiled "
+                        "chunk (default: as many as fit in memory, from the compiled program's "
+                        "analysis)")
+
+
 def build_parser(algo: str | None) -> Parser:
     from jaxrl.agents import ALGOS
 
+    config_cls = ALGOS.get(algo or "ppo", ALGOS["ppo"]).Config
     parser = Parser(prog="python -m jaxrl", description="jaxrl: whole RL training runs "
                     "jit-compiled and vmapped over seeds on one device.", epilog=USAGE_EXAMPLE)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -60,20 +77,9 @@ def build_parser(algo: str | None) -> Parser:
                            description="Train one config over --seeds seeds in one compiled "
                            "program; writes config.json, metrics.csv and summary.json to --out.",
                            epilog=USAGE_EXAMPLE)
-    train.add_argument("--algo", default="ppo", help=f"algorithm: {', '.join(sorted(ALGOS))} "
-                       "(default: %(default)s)")
-    train.add_argument("--env", default="CartPole-v1", help="environment: any gymnax name "
-                       "(CartPole-v1, Pendulum-v1, Breakout-MinAtar, ...) or brax/NAME on MJX "
-                       "(brax/inverted_pendulum, brax/hopper, ...) (default: %(default)s)")
-    train.add_argument("--seeds", type=int, default=8, help="number of seeds, run in parallel "
-                       "(default: %(default)s)")
+    add_common_options(train, ALGOS)
     train.add_argument("--seed-offset", type=int, default=0, help="first seed; seeds are "
                        "offset .. offset+seeds-1 (default: %(default)s)")
-    train.add_argument("--out", required=True, help="output folder; must not exist yet")
-    train.add_argument("--overwrite", action="store_true", help="replace an existing --out "
-                       "(only once the new run has finished)")
-    train.add_argument("--max-batch", type=int, default=None, help="most runs per compiled chunk "
-                       "(default: as many as fit in memory, from the compiled program's analysis)")
     train.add_argument("--checkpoint-every", type=int, default=None, metavar="UPDATES",
                        help="save the whole batched state (params, optimizer and env state, RNG, "
                        "metric history) every this many updates, in OUT.partial/checkpoints; a "
@@ -83,7 +89,27 @@ def build_parser(algo: str | None) -> Parser:
     train.add_argument("--dry-run", action="store_true", help="compile, print the chunk plan "
                        "(chunk size and count, memory per chunk from the compiled program, "
                        "compiles) as JSON, and run nothing")
-    add_config_options(train, ALGOS.get(algo or "ppo", ALGOS["ppo"]).Config)
+    add_config_options(train, config_cls)
+    sweep = sub.add_parser("sweep", help="grid or random search on tuning seeds, best config "
+                           "re-run on fresh test seeds",
+                           description="Sweep hyperparameters on tuning seeds 0..seeds-1, pick "
+                           "the best config by IQM final return, re-run it on --test-seeds fresh "
+                           "seeds, and report that test result with a 95%% CI. Float-only grids "
+                           "run as one compiled program; a static field splits the sweep into one "
+                           "program per value. Writes results.csv, metrics.csv, config.json and "
+                           "summary.json.",
+                           epilog="example: python -m jaxrl sweep --algo ppo --env CartPole-v1 "
+                           "--seeds 8 --grid lr=1e-4,3e-4,1e-3 --grid ent_coef=0.0,0.01 --out runs/sweep")
+    add_common_options(sweep, ALGOS)
+    sweep.add_argument("--test-seeds", type=int, default=16, help="fresh seeds for the best "
+                       "config (0: skip) (default: %(default)s)")
+    sweep.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
+                       help="values of one config field; repeat for a cartesian product")
+    sweep.add_argument("--random", type=int, default=None, metavar="N",
+                       help="random search: N configs drawn from the --range fields")
+    sweep.add_argument("--range", action="append", default=[], metavar="FIELD=LO:HI[:log]",
+                       help="a float field's range for --random (log: log-uniform)")
+    add_config_options(sweep, config_cls)
     plot = sub.add_parser("plot", help="write PNG figures of a run or sweep folder",
                           description="Learning curves (IQM over seeds with 95%% bootstrap bands) "
                           "per config, performance profiles, a sweep heatmap or line plot, and "
@@ -93,8 +119,9 @@ def build_parser(algo: str | None) -> Parser:
     return parser
 
 
-def parse_train(argv: list[str]) -> tuple[argparse.Namespace, Any]:
-    """Parse and check a `train` command line; returns (args, config). Raises ConfigError."""
+def parse_run(argv: list[str]) -> tuple[argparse.Namespace, list]:
+    """Parse and check a `train` or `sweep` command line; returns (args, configs). Raises
+    ConfigError, before anything is compiled or written."""
     from jaxrl.agents import get_algo
 
     pre = argparse.ArgumentParser(add_help=False)
@@ -104,23 +131,30 @@ def parse_train(argv: list[str]) -> tuple[argparse.Namespace, Any]:
     spec = get_algo(known.algo) if not has_help else None
     args = build_parser(known.algo).parse_args(argv)
     spec = spec or get_algo(args.algo)
-    for name in ("seeds", "max_batch", "checkpoint_every"):
-        value = getattr(args, name)
+    for name in ("seeds", "max_batch", "checkpoint_every", "random"):
+        value = getattr(args, name, None)
         if value is not None and value < 1:
             raise ConfigError(f"{option(name)}: got {value}, must be >= 1")
-    if args.seed_offset < 0:
-        raise ConfigError(f"--seed-offset: got {args.seed_offset}, must be >= 0")
+    for name in ("seed_offset", "test_seeds"):
+        if getattr(args, name, 0) < 0:
+            raise ConfigError(f"{option(name)}: got {getattr(args, name)}, must be >= 0")
     fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(spec.Config)}
     config = spec.Config(**fields)
+    configs = sweep_configs(args, config) if args.command == "sweep" else [config]
     import envs
 
     try:
         env, env_params = envs.make(args.env)
     except ValueError as e:  # envs never imports jaxrl, so it raises a plain ValueError
         raise ConfigError(str(e)) from None
-    spec.validate(config, env, env_params)
+    for cfg in configs:
+        spec.validate(cfg, env, env_params)
+    if args.command == "sweep":
+        if os.path.exists(args.out) and not args.overwrite:
+            raise ConfigError(f"--out: {args.out} already exists; choose a new folder or pass --overwrite")
+        return args, configs
     if args.dry_run:
-        return args, config
+        return args, configs
     if os.path.exists(args.out) and not args.overwrite:
         raise ConfigError(f"--out: {args.out} already exists; choose a new folder or pass --overwrite")
     partial = args.out.rstrip("/") + ".partial"
@@ -136,7 +170,48 @@ def parse_train(argv: list[str]) -> tuple[argparse.Namespace, Any]:
     elif os.path.exists(partial):
         raise ConfigError(f"--out: an unfinished run is at {partial}; pass --resume to continue it "
                           "or delete that folder")
-    return args, config
+    return args, configs
+
+
+def sweep_configs(args: argparse.Namespace, base) -> list:
+    """The configs of a sweep: the --grid product, or --random draws from the --range fields."""
+    from jaxrl.sweep import grid_configs, parse_values, random_configs
+
+    fields = {f.name: f for f in dataclasses.fields(base)}
+
+    def field_of(flag: str, text: str):
+        name, sep, values = text.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in fields:
+            raise ConfigError(f"{flag}: expected FIELD=VALUES with FIELD one of "
+                              f"{', '.join(fields)}; got {text!r}")
+        return fields[name], values
+
+    if args.random:
+        if args.grid or not args.range:
+            raise ConfigError("--random: give the fields to draw as --range FIELD=LO:HI[:log], "
+                              "and no --grid")
+        ranges = {}
+        for text in args.range:
+            field, spec = field_of("--range", text)
+            parts = spec.split(":")
+            try:
+                lo, hi = float(parts[0]), float(parts[1])
+            except (ValueError, IndexError):
+                raise ConfigError(f"--range: expected LO:HI[:log], got {spec!r}") from None
+            log = parts[2:] == ["log"]
+            if field.metadata.get("static") or not lo < hi or (log and lo <= 0) or len(parts) > 2 + log:
+                raise ConfigError(f"--range {field.name}: needs a float field and LO < HI "
+                                  "(LO > 0 for log)")
+            ranges[field.name] = (lo, hi, log)
+        return random_configs(base, ranges, args.random)
+    if not args.grid:
+        raise ConfigError("--grid: give at least one --grid FIELD=V1,V2 (or --random N with --range)")
+    grid = {}
+    for text in args.grid:
+        field, values = field_of("--grid", text)
+        grid[field.name] = parse_values(field, values)
+    return grid_configs(base, grid)
 
 
 def run_record(args: argparse.Namespace, config: Any) -> dict:
@@ -150,11 +225,12 @@ def run_record(args: argparse.Namespace, config: Any) -> dict:
     return json.loads(json.dumps(record))  # tuples as lists, as read back from the file
 
 
-def train_command(args: argparse.Namespace, config: Any) -> dict:
+def train_command(args: argparse.Namespace, configs: list) -> dict:
     from jaxrl import enable_compilation_cache
     from jaxrl.experiment import run
 
     enable_compilation_cache()
+    config = configs[0]
     seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
     if args.dry_run:
         plan = run(args.algo, args.env, [config], seeds, max_batch=args.max_batch, dry_run=True)
@@ -194,6 +270,50 @@ def train_command(args: argparse.Namespace, config: Any) -> dict:
     return summary
 
 
+def sweep_command(args: argparse.Namespace, configs: list) -> dict:
+    import pandas as pd
+
+    from jaxrl import enable_compilation_cache
+    from jaxrl.config import to_dict
+    from jaxrl.sweep import sweep
+
+    enable_compilation_cache()
+    print(f"sweeping {args.algo} on {args.env}: {len(configs)} configs x {args.seeds} tuning seeds, "
+          f"then the best on {args.test_seeds} test seeds", flush=True)
+    result = sweep(args.algo, args.env, configs, seeds=args.seeds, test_seeds=args.test_seeds,
+                   max_batch=args.max_batch, progress=lambda line: print(line, flush=True))
+    summary = result.summary()
+    out = os.path.abspath(args.out)
+    partial = f"{out}.partial-{os.getpid()}"
+    os.makedirs(partial)
+    with open(os.path.join(partial, "config.json"), "w") as f:
+        json.dump(json.loads(json.dumps({"algo": args.algo, "env": args.env,
+                                         "configs": [to_dict(c) for c in configs]})), f, indent=2)
+    frames, offset = [], 0
+    for group in result.tuning:  # one metrics table, config ids unique across static groups
+        frame = group.to_dataframe()
+        frame["config"] += offset
+        offset += len(group.configs)
+        frames.append(frame)
+    pd.concat(frames).to_csv(os.path.join(partial, "metrics.csv"), index=False)
+    result.results_frame().to_csv(os.path.join(partial, "results.csv"), index=False)
+    with open(os.path.join(partial, "summary.json"), "w") as f:
+        json.dump({"algo": args.algo, "env": args.env, "num_seeds": args.seeds, **summary}, f,
+                  indent=2)
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    os.replace(partial, out)
+    best = {k: v for k, v in summary["best_config"].items()
+            if any(k == g.split("=")[0].strip().replace("-", "_") for g in args.grid)
+            or any(k == r.split("=")[0].strip().replace("-", "_") for r in args.range)}
+    print(f"best on tuning seeds: {best}; {summary['compiles']} compiles")
+    if "test" in summary and summary["test"]["iqm"] is not None:
+        test = summary["test"]
+        print(f"test seeds: IQM final return {test['iqm']:.1f} (95% CI {test['ci95'][0]:.1f} to "
+              f"{test['ci95'][1]:.1f}) over {len(test['seeds'])} fresh seeds; results in {args.out}")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -207,11 +327,11 @@ def main(argv: list[str] | None = None) -> int:
             for path in plot_run(args.run_dir, args.out):
                 print(path)
             return 0
-        if argv[0] != "train":
-            raise ConfigError(f"unknown command {argv[0]!r}; allowed: train, plot")
-        args, config = parse_train(argv)
+        if argv[0] not in ("train", "sweep"):
+            raise ConfigError(f"unknown command {argv[0]!r}; allowed: train, sweep, plot")
+        args, configs = parse_run(argv)
     except ValueError as e:  # ConfigError, or a plain ValueError from envs/plots on bad input
         print(f"jaxrl: error: {e}", file=sys.stderr)
         return 2
-    train_command(args, config)
+    (sweep_command if args.command == "sweep" else train_command)(args, configs)
     return 0

@@ -42,6 +42,7 @@ class Results:
     steps_per_update: int
     diverged: np.ndarray | None = None  # [configs, seeds]: some float in the final state is NaN/inf
     compile_seconds: float = 0.0
+    compiles: int = 0  # training programs compiled (more than 1 when memory forced smaller chunks)
     run_seconds: float = 0.0
     devices: list[str] = dataclasses.field(default_factory=list)
     chunk_size: int = 0
@@ -81,7 +82,7 @@ class Results:
         return {"algo": self.algo, "env": self.env, "num_seeds": len(self.seeds),
                 "seeds": list(self.seeds), "diverged_seeds": diverged, "total_steps": self.total_steps,
                 "num_updates": self.num_updates, "compile_seconds": self.compile_seconds,
-                "run_seconds": self.run_seconds,
+                "compiles": self.compiles, "run_seconds": self.run_seconds,
                 "env_steps_per_second": len(self.configs) * len(self.seeds) * self.total_steps
                 / max(self.run_seconds, 1e-9),
                 "devices": self.devices, "chunk_size": self.chunk_size, "num_chunks": self.num_chunks,
@@ -226,9 +227,11 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
 
     def compile_for(size):
         config_shapes, key_shapes = batched(all_configs, size), batched(keys, size)
-        init = jax.jit(jax.vmap(trainer.init), out_shardings=sharding).lower(config_shapes, key_shapes).compile()
         if not segmented:
-            return init, jax.jit(jax.vmap(_whole_run(trainer)), out_shardings=sharding).lower(config_shapes, key_shapes).compile()
+            return None, jax.jit(jax.vmap(_whole_run(trainer)), out_shardings=sharding).lower(
+                config_shapes, key_shapes).compile()
+        init = jax.jit(jax.vmap(trainer.init), out_shardings=sharding).lower(
+            config_shapes, key_shapes).compile()
         state_shapes = jax.eval_shape(jax.vmap(trainer.init), config_shapes, key_shapes)
         return init, jax.jit(jax.vmap(_segment(trainer, every)), out_shardings=sharding).lower(
             config_shapes, batched(state_shapes, size)).compile()
@@ -262,7 +265,7 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
                 "compile_seconds": compile_seconds}
     def run_segments(i, chunk_configs, state):
         """Runs one chunk segment by segment from its last checkpoint, saving after each."""
-        nonlocal compile_seconds
+        nonlocal compile_seconds, compiles
         store = Checkpoints(os.path.join(checkpoint_dir, f"chunk-{i:04d}")) if checkpoint_dir else None
         done, history, diverged = 0, [], np.zeros(chunk, bool)
         restored = store.restore() if store else None
@@ -279,6 +282,7 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
                     last_segment[n] = jax.jit(jax.vmap(_segment(trainer, n)), out_shardings=sharding).lower(
                         batched(all_configs, chunk), batched(state, chunk)).compile()
                     compile_seconds += time.perf_counter() - t0
+                    compiles += 1
                 step = last_segment[n]
             state, metrics, diverged = step(chunk_configs, state)
             history.append(jax.device_get(metrics))
@@ -320,5 +324,5 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
     return Results(algo=algo, env=env_name, configs=configs, seeds=seeds, metrics=metrics,
                    steps_per_update=spec.steps_per_update(configs[0]),
                    diverged=np.concatenate(flags).reshape(shape),
-                   compile_seconds=compile_seconds, run_seconds=run_seconds,
+                   compile_seconds=compile_seconds, compiles=compiles, run_seconds=run_seconds,
                    devices=[str(d) for d in devices], chunk_size=chunk, num_chunks=num_chunks)
