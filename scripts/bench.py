@@ -86,7 +86,8 @@ def in_subprocess(args: list[str], python: str = sys.executable) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="1,16,256", help="comma-separated seed counts")
-    parser.add_argument("--total-steps", type=int, default=500_000, help="env steps per seed")
+    parser.add_argument("--total-steps", type=int, default=500_000,
+                        help="env steps per seed (capped at 32M / seeds so 256 seeds stay short)")
     parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("--env-only-envs", type=int, default=1024, help="envs in the env-only case")
     parser.add_argument("--peer", default=None, help="python of a venv with rejax 0.1.3 installed")
@@ -101,20 +102,21 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    common = ["--total-steps", str(args.total_steps), "--env", args.env]
     cases = []
     for n in [int(s) for s in args.seeds.split(",")]:
+        steps = min(args.total_steps, 32_000_000 // n)
+        common = ["--total-steps", str(steps), "--env", args.env]
         ours = in_subprocess([__file__, "--worker", f"ppo:{n}", *common])
         cases.append(ours)
         if args.peer:
-            peer = in_subprocess([PEER_SCRIPT, "ppo", args.env, str(n), str(args.total_steps),
+            peer = in_subprocess([PEER_SCRIPT, "ppo", args.env, str(n), str(steps),
                                   "num_envs=4", "num_steps=128", "num_epochs=4", "num_minibatches=4",
                                   "learning_rate=0.00025", "max_grad_norm=0.5", "activation=tanh"],
                                  python=args.peer)
             ours["peer"] = peer
             if "env_steps_per_second" in peer and "env_steps_per_second" in ours:
                 ours["speedup_vs_peer"] = ours["env_steps_per_second"] / peer["env_steps_per_second"]
-    cases.append(in_subprocess([__file__, "--worker", f"env:{args.env_only_envs}", *common]))
+    cases.append(in_subprocess([__file__, "--worker", f"env:{args.env_only_envs}", "--env", args.env]))
     print(json.dumps({"benchmark": "ppo", "cpu_count": os.cpu_count(), "cases": cases}, indent=1))
 
 

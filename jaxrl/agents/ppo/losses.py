@@ -24,15 +24,17 @@ def compute_gae(rewards, values, next_values, terminated, done, gamma, gae_lambd
     return advantages, advantages + values
 
 
-def ppo_loss(params, apply_fn, batch, clip_eps, vf_coef, ent_coef):
+def ppo_loss(params, apply_fn, batch, clip_eps, vf_coef, ent_coef, normalize_advantages=True):
     """Clipped PPO objective on a minibatch dict with obs, action, log_prob, value, advantage,
-    target (each [B, ...]). Returns (loss, metrics)."""
+    target (each [B, ...]); advantages are standardised per minibatch unless told not to.
+    Returns (loss, metrics)."""
     dist, value = apply_fn(params, batch["obs"])
     log_prob = dist.log_prob(batch["action"])
     log_ratio = log_prob - batch["log_prob"]
     ratio = jnp.exp(log_ratio)
     adv = batch["advantage"]
-    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    if normalize_advantages:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
     policy_loss = -jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - clip_eps, 1 + clip_eps) * adv).mean()
     value_clipped = batch["value"] + jnp.clip(value - batch["value"], -clip_eps, clip_eps)
     value_loss = 0.5 * jnp.maximum((value - batch["target"]) ** 2,

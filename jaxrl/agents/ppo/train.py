@@ -41,7 +41,8 @@ def validate(config: PPOConfig, env, env_params) -> None:
         raise ConfigError(f"--algo ppo: action space {space} is neither Discrete nor a 1-D Box")
 
 
-def make_train(config: PPOConfig, env, env_params):
+def make_train(config: PPOConfig, env, env_params, loss_fn=ppo_loss):
+    """PPO's Trainer. `loss_fn` (same signature as `ppo_loss`) is the hook for variants."""
     discrete = envs.is_discrete(env, env_params)
     action_space = env.action_space(env_params)
     if not discrete:
@@ -99,7 +100,7 @@ def make_train(config: PPOConfig, env, env_params):
 
         def minibatch_step(carry, minibatch):
             params, opt_state = carry
-            grads, metrics = jax.grad(ppo_loss, has_aux=True)(
+            grads, metrics = jax.grad(loss_fn, has_aux=True)(
                 params, network.apply, minibatch, config.clip_eps, config.vf_coef, config.ent_coef)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), {
