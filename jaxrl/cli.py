@@ -64,6 +64,14 @@ def add_common_options(parser: argparse.ArgumentParser, algos) -> None:
     parser.add_argument("--max-batch", type=int, default=None, help="most runs per compiled "
                         "chunk (default: as many as fit in memory, from the compiled program's "
                         "analysis)")
+    parser.add_argument("--eval-every", type=int, default=0, metavar="UPDATES",
+                        help="run greedy (deterministic) evaluation episodes after every this many "
+                        "updates, reported as eval_return_* apart from training returns (default: "
+                        "0, off)")
+    parser.add_argument("--eval-episodes", type=int, default=10, help="evaluation episodes each "
+                        "time (default: %(default)s)")
+    parser.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs "
+                        "to OUT/tensorboard (per config: metric means and return IQMs over seeds)")
 
 
 def build_parser(algo: str | None) -> Parser:
@@ -135,7 +143,9 @@ def parse_run(argv: list[str]) -> tuple[argparse.Namespace, list]:
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise ConfigError(f"{option(name)}: got {value}, must be >= 1")
-    for name in ("seed_offset", "test_seeds"):
+    if args.eval_episodes < 1:
+        raise ConfigError(f"--eval-episodes: got {args.eval_episodes}, must be >= 1")
+    for name in ("seed_offset", "test_seeds", "eval_every"):
         if getattr(args, name, 0) < 0:
             raise ConfigError(f"{option(name)}: got {getattr(args, name)}, must be >= 0")
     fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(spec.Config)}
@@ -248,11 +258,14 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
     results = run(args.algo, args.env, [config], seeds, max_batch=args.max_batch,
                   progress=lambda line: print(line, flush=True),
                   checkpoint_every=args.checkpoint_every,
-                  checkpoint_dir=checkpoints if args.checkpoint_every else None)
+                  checkpoint_dir=checkpoints if args.checkpoint_every else None,
+                  eval_every=args.eval_every, eval_episodes=args.eval_episodes)
     summary = results.summary()
     results.to_dataframe().to_csv(os.path.join(partial, "metrics.csv"), index=False)
     with open(os.path.join(partial, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
+    if args.tensorboard:
+        results.to_tensorboard(os.path.join(partial, "tensorboard"))
     shutil.rmtree(checkpoints, ignore_errors=True)
     if os.path.exists(out):  # only with --overwrite, checked before training
         shutil.rmtree(out)
@@ -265,6 +278,9 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
               f"{final['ci95'][1]:.1f}) over {summary['num_seeds']} seeds; "
               f"{summary['env_steps_per_second']:,.0f} env steps/s; "
               f"compile {summary['compile_seconds']:.1f}s; results in {args.out}")
+    if "eval" in final:
+        print(f"greedy evaluation return IQM {final['eval']['iqm']:.1f} (95% CI "
+              f"{final['eval']['ci95'][0]:.1f} to {final['eval']['ci95'][1]:.1f})")
     if summary["diverged_seeds"]:
         print(f"diverged (NaN/inf in the final state): seeds {summary['diverged_seeds']}")
     return summary
@@ -281,7 +297,8 @@ def sweep_command(args: argparse.Namespace, configs: list) -> dict:
     print(f"sweeping {args.algo} on {args.env}: {len(configs)} configs x {args.seeds} tuning seeds, "
           f"then the best on {args.test_seeds} test seeds", flush=True)
     result = sweep(args.algo, args.env, configs, seeds=args.seeds, test_seeds=args.test_seeds,
-                   max_batch=args.max_batch, progress=lambda line: print(line, flush=True))
+                   max_batch=args.max_batch, progress=lambda line: print(line, flush=True),
+                   eval_every=args.eval_every, eval_episodes=args.eval_episodes)
     summary = result.summary()
     out = os.path.abspath(args.out)
     partial = f"{out}.partial-{os.getpid()}"
@@ -297,6 +314,9 @@ def sweep_command(args: argparse.Namespace, configs: list) -> dict:
         frames.append(frame)
     pd.concat(frames).to_csv(os.path.join(partial, "metrics.csv"), index=False)
     result.results_frame().to_csv(os.path.join(partial, "results.csv"), index=False)
+    if args.tensorboard:
+        for g, group in enumerate(result.tuning):
+            group.to_tensorboard(os.path.join(partial, "tensorboard", f"group_{g}"))
     with open(os.path.join(partial, "summary.json"), "w") as f:
         json.dump({"algo": args.algo, "env": args.env, "num_seeds": args.seeds, **summary}, f,
                   indent=2)

@@ -79,6 +79,12 @@ class Results:
             final.update(iqm=None, ci95=[None, None], mean=None)
         diverged = [] if self.diverged is None else [
             seed for seed, bad in zip(self.seeds, self.diverged[config_index]) if bad]
+        evals = self.final_eval_return()
+        if evals is not None:
+            finite_eval = evals[config_index][np.isfinite(evals[config_index])]
+            iqm, lo, hi = stats.bootstrap_ci(finite_eval, stats.iqm, reps=reps, seed=0)
+            final["eval"] = {"iqm": float(iqm), "ci95": [float(lo), float(hi)],
+                             "per_seed": [float(x) for x in evals[config_index]]}
         return {"algo": self.algo, "env": self.env, "num_seeds": len(self.seeds),
                 "seeds": list(self.seeds), "diverged_seeds": diverged, "total_steps": self.total_steps,
                 "num_updates": self.num_updates, "compile_seconds": self.compile_seconds,
@@ -87,6 +93,35 @@ class Results:
                 / max(self.run_seconds, 1e-9),
                 "devices": self.devices, "chunk_size": self.chunk_size, "num_chunks": self.num_chunks,
                 "config": to_dict(self.configs[config_index]), "final_return": final}
+
+    def final_eval_return(self) -> np.ndarray | None:
+        """[configs, seeds] greedy evaluation return at the last evaluation (None without eval)."""
+        if "eval_return_mean" not in self.metrics:
+            return None
+        evals = self.metrics["eval_return_mean"]
+        last = np.flatnonzero(np.isfinite(evals).any(axis=(0, 1)))
+        return evals[..., last[-1]] if last.size else None
+
+    def to_tensorboard(self, logdir: str) -> None:
+        """One TensorBoard run per config: every metric's mean over seeds per update (x axis:
+        env steps), plus the IQM over seeds of the training and evaluation returns."""
+        from tensorboardX import SummaryWriter
+
+        for c in range(len(self.configs)):
+            with SummaryWriter(os.path.join(logdir, f"config_{c}")) as writer:
+                for u in range(self.num_updates):
+                    step = (u + 1) * self.steps_per_update
+                    for name, values in sorted(self.metrics.items()):
+                        column = values[c, :, u].astype(np.float64)
+                        if np.isfinite(column).any():
+                            writer.add_scalar(f"mean/{name}", np.nanmean(column), step)
+                    for name in ("episode_return_mean", "eval_return_mean"):
+                        if name not in self.metrics:
+                            continue
+                        column = self.metrics[name][c, :, u]
+                        finite = column[np.isfinite(column)]
+                        if finite.size:
+                            writer.add_scalar(f"iqm/{name}", float(stats.iqm(finite)), step)
 
     def to_dataframe(self):
         """A tidy DataFrame: one row per (config, seed, update), the config's floats as columns."""
@@ -136,20 +171,51 @@ def _diverged(state) -> jax.Array:
     return ~jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def _whole_run(trainer) -> Callable:
+def _whole_run(trainer, **segment_options) -> Callable:
     def whole(config, key):
-        state, metrics = trainer(config, key)
+        state, metrics = trainer.segment(trainer.num_updates, **segment_options)(
+            config, trainer.init(config, key))
         return metrics, _diverged(state)
 
     return whole
 
 
-def _segment(trainer, num_updates: int) -> Callable:
-    def segment(config, state):
-        state, metrics = trainer.segment(num_updates)(config, state)
+def _segment(trainer, num_updates: int, **segment_options) -> Callable:
+    def segment(config, state, start):
+        state, metrics = trainer.segment(num_updates, **segment_options)(config, state, start)
         return state, metrics, _diverged(state)
 
     return segment
+
+
+class Progress:
+    """Prints `update U/N (P%), S steps/s, ETA` at most every few seconds, from a host callback
+    that the compiled program calls every ~1% of updates (once per device: repeats are dropped)."""
+
+    def __init__(self, write: Callable[[str], None], num_updates: int, steps_per_update: int,
+                 runs: int, seconds: float = 5.0):
+        self.write, self.num_updates, self.seconds = write, num_updates, seconds
+        self.steps_per_update, self.runs = steps_per_update, runs
+        self.start(0, 1)
+
+    def start(self, chunk: int, num_chunks: int, done: int = 0) -> None:
+        self.chunk, self.num_chunks = chunk, num_chunks
+        self.t0 = self.last_print = time.perf_counter()
+        self.first = self.last = done
+
+    def __call__(self, done) -> None:
+        done, now = int(done), time.perf_counter()
+        if done <= self.last:
+            return
+        self.last = done
+        if now - self.last_print < self.seconds and done < self.num_updates:
+            return
+        self.last_print = now
+        rate = (done - self.first) / max(now - self.t0, 1e-9)
+        eta = (self.num_updates - done) / max(rate, 1e-9)
+        self.write(f"chunk {self.chunk + 1}/{self.num_chunks}: update {done}/{self.num_updates} "
+                   f"({done / self.num_updates:.0%}), "
+                   f"{rate * self.steps_per_update * self.runs:,.0f} steps/s, ETA {eta:.0f}s")
 
 
 class Checkpoints:
@@ -195,12 +261,15 @@ class Checkpoints:
 def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], *,
         max_batch: int | None = None, progress: Callable[[str], None] | None = print,
         env_kwargs: dict | None = None, dry_run: bool = False,
-        checkpoint_dir: str | None = None, checkpoint_every: int | None = None) -> Results | dict:
+        checkpoint_dir: str | None = None, checkpoint_every: int | None = None,
+        eval_every: int = 0, eval_episodes: int = 10) -> Results | dict:
     """Train every (config, seed) pair; configs must share their static fields.
 
     With `checkpoint_every` (updates) and `checkpoint_dir`, each chunk runs in segments of that many
     updates and saves its whole batched state after each; calling `run` again with the same
     arguments resumes from the last checkpoint and ends bit-identical to an uninterrupted run.
+    With `eval_every`, greedy evaluation episodes (`eval_episodes` fresh envs) run after every
+    eval_every-th update, reported as `eval_return_mean` etc., apart from training returns.
     With `dry_run`, compile only and return the plan: chunk size and count, the compiled
     program's memory per chunk, compiles and compile seconds."""
     spec = get_algo(algo)
@@ -219,6 +288,10 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
 
     devices = jax.local_devices()
     n_dev = len(devices)
+    tracker = Progress(progress, trainer.num_updates, spec.steps_per_update(configs[0]),
+                       n_runs) if progress else None
+    options = dict(eval_every=eval_every, eval_episodes=eval_episodes, on_progress=tracker,
+                   progress_every=max(1, trainer.num_updates // 100) if tracker else 0)
     sharding = NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
 
     def batched(tree, size):
@@ -228,13 +301,14 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
     def compile_for(size):
         config_shapes, key_shapes = batched(all_configs, size), batched(keys, size)
         if not segmented:
-            return None, jax.jit(jax.vmap(_whole_run(trainer)), out_shardings=sharding).lower(
+            return None, jax.jit(jax.vmap(_whole_run(trainer, **options)), out_shardings=sharding).lower(
                 config_shapes, key_shapes).compile()
         init = jax.jit(jax.vmap(trainer.init), out_shardings=sharding).lower(
             config_shapes, key_shapes).compile()
         state_shapes = jax.eval_shape(jax.vmap(trainer.init), config_shapes, key_shapes)
-        return init, jax.jit(jax.vmap(_segment(trainer, every)), out_shardings=sharding).lower(
-            config_shapes, batched(state_shapes, size)).compile()
+        return init, jax.jit(jax.vmap(_segment(trainer, every, **options), in_axes=(0, 0, None)),
+                             out_shardings=sharding).lower(
+            config_shapes, batched(state_shapes, size), 0).compile()
 
     def round_up(n: int) -> int:
         return -(-n // n_dev) * n_dev
@@ -273,18 +347,22 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
             done, item = restored
             state = jax.device_put(Checkpoints.unflatten(state, item["state"]), sharding)
             history, diverged = [item["metrics"]], np.asarray(item["diverged"])
+        if tracker:
+            tracker.start(i, num_chunks, done)
         while done < trainer.num_updates:
             n = min(every, trainer.num_updates - done)
             step = program
             if n != every:
                 if n not in last_segment:
                     t0 = time.perf_counter()
-                    last_segment[n] = jax.jit(jax.vmap(_segment(trainer, n)), out_shardings=sharding).lower(
-                        batched(all_configs, chunk), batched(state, chunk)).compile()
+                    last_segment[n] = jax.jit(
+                        jax.vmap(_segment(trainer, n, **options), in_axes=(0, 0, None)),
+                        out_shardings=sharding).lower(
+                        batched(all_configs, chunk), batched(state, chunk), 0).compile()
                     compile_seconds += time.perf_counter() - t0
                     compiles += 1
                 step = last_segment[n]
-            state, metrics, diverged = step(chunk_configs, state)
+            state, metrics, diverged = step(chunk_configs, state, done)
             history.append(jax.device_get(metrics))
             diverged = np.asarray(diverged)
             done += n
@@ -304,6 +382,8 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
         chunk_configs, chunk_keys = jax.device_put(
             (jax.tree.map(lambda x: x[index], all_configs), keys[index]), sharding)
         t0 = time.perf_counter()
+        if tracker:
+            tracker.start(i, num_chunks)
         if not segmented:
             metrics, diverged = jax.device_get(program(chunk_configs, chunk_keys))
         else:

@@ -123,14 +123,15 @@ def group_by_static(configs: Sequence) -> list[list]:
 
 
 def sweep(algo: str, env: str, configs: Sequence, *, seeds: int = 8, test_seeds: int = 16,
-          max_batch: int | None = None, progress=print) -> SweepResult:
+          max_batch: int | None = None, progress=print, **run_options) -> SweepResult:
     """Run every config on tuning seeds `0..seeds-1`, pick the best by IQM final return, and
     re-run it on `test_seeds` fresh seeds (none of which any tuning run used)."""
     if seeds < 1 or test_seeds < 0:
         raise ConfigError("--seeds must be >= 1 and --test-seeds >= 0")
     tuning, compiles = [], 0
     for group in group_by_static(configs):
-        results = run(algo, env, group, range(seeds), max_batch=max_batch, progress=progress)
+        results = run(algo, env, group, range(seeds), max_batch=max_batch, progress=progress,
+                      **run_options)
         compiles += results.compiles
         tuning.append(results)
     scored = [(stats.iqm(f[np.isfinite(f)]) if np.isfinite(f).any() else -np.inf, cfg)
@@ -139,6 +140,6 @@ def sweep(algo: str, env: str, configs: Sequence, *, seeds: int = 8, test_seeds:
     test = None
     if test_seeds:
         test = run(algo, env, [best], range(TEST_SEED_OFFSET, TEST_SEED_OFFSET + test_seeds),
-                   max_batch=max_batch, progress=progress)
+                   max_batch=max_batch, progress=progress, **run_options)
         compiles += test.compiles
     return SweepResult(tuning=tuning, test=test, best=best, compiles=compiles)

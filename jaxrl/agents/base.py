@@ -1,32 +1,93 @@
 """What every agent's `make_train` returns: `init` and `update` as pure functions, so that a whole
 run is `init` followed by a scan of `update`, and a run can also be cut into segments of updates
-(for checkpoints) that compute exactly what the whole scan computes."""
+(for checkpoints) that compute exactly what the whole scan computes.
+
+The scan can also run greedy evaluation episodes every `eval_every` updates (when the agent gives
+a `greedy_policy`) and report progress to the host; both are switched by the update index, which
+is not batched under vmap, so they cost nothing on the other updates."""
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
+
+EVAL_METRICS = ("eval_return_mean", "eval_return_std", "eval_length_mean")
 
 
 @dataclasses.dataclass(frozen=True)
 class Trainer:
     """`init(config, key) -> state`; `update(config, state) -> (state, metrics)` where metrics is
-    a dict of scalars for one update. Calling the trainer runs all `num_updates` updates."""
+    a dict of scalars for one update. Calling the trainer runs all `num_updates` updates.
+
+    `greedy_policy(state) -> act` (optional) gives the deterministic policy of a training state,
+    `act(obs [E, ...]) -> actions [E, ...]`, acting in `eval_env` (the env without training-only
+    wrappers), whose episodes are capped at `eval_max_steps`."""
 
     init: Callable[[Any, jax.Array], Any]
     update: Callable[[Any, Any], tuple[Any, dict]]
     num_updates: int
+    greedy_policy: Callable[[Any], Callable] | None = None
+    eval_env: Any = None
+    eval_env_params: Any = None
+    eval_max_steps: int = 1000
 
-    def segment(self, num_updates: int) -> Callable[[Any, Any], tuple[Any, dict]]:
-        """`(config, state) -> (state, metrics)` running `num_updates` updates; metrics are
-        stacked [num_updates]."""
+    def segment(self, num_updates: int, *, eval_every: int = 0, eval_episodes: int = 10,
+                on_progress: Callable[[int], None] | None = None, progress_every: int = 0):
+        """`(config, state, start) -> (state, metrics)` running updates start .. start+num_updates-1;
+        metrics are stacked [num_updates]. With `eval_every`, greedy evaluation metrics
+        (`EVAL_METRICS`, NaN on the other updates) after every eval_every-th update; with
+        `on_progress`, a host callback with the number of updates done every progress_every."""
+        if eval_every and self.greedy_policy is None:
+            raise ValueError("--eval-every: this algorithm has no greedy policy to evaluate")
 
-        def run_segment(config, state):
-            return jax.lax.scan(lambda s, _: self.update(config, s), state, None, num_updates)
+        def body(config, state, update_index):
+            state, metrics = self.update(config, state)
+            done = update_index + 1
+            if eval_every:
+                key = jax.random.fold_in(jax.random.PRNGKey(0), done)  # same starts for every run
+                nan = {name: jnp.float32(jnp.nan) for name in EVAL_METRICS}
+                metrics = {**metrics, **jax.lax.cond(
+                    done % eval_every == 0,
+                    lambda: evaluate(self.eval_env, self.eval_env_params, self.greedy_policy(state),
+                                     key, eval_episodes, self.eval_max_steps),
+                    lambda: nan)}
+            if on_progress is not None and progress_every:
+                jax.lax.cond(done % progress_every == 0,
+                             lambda: jax.debug.callback(on_progress, done), lambda: None)
+            return state, metrics
+
+        def run_segment(config, state, start=0):
+            indices = start + jnp.arange(num_updates)
+            return jax.lax.scan(lambda s, i: body(config, s, i), state, indices)
 
         return run_segment
 
     def __call__(self, config, key):
         """The whole run: `(config, key) -> (final state, metrics [num_updates])`."""
         return self.segment(self.num_updates)(config, self.init(config, key))
+
+
+def evaluate(env, env_params, act: Callable, key: jax.Array, num_episodes: int,
+             max_steps: int) -> dict:
+    """Return, length of the first episode of each of `num_episodes` fresh envs under `act`
+    (deterministic actions), each run for at most `max_steps` steps."""
+    reset_key, step_key = jax.random.split(key)
+    obs, state = jax.vmap(env.reset, (0, None))(jax.random.split(reset_key, num_episodes), env_params)
+    zeros = jnp.zeros(num_episodes)
+
+    def step(carry, key):
+        obs, state, ret, length, alive = carry
+        obs, state, reward, terminated, truncated, _ = jax.vmap(env.step, (0, 0, 0, None))(
+            jax.random.split(key, num_episodes), state, act(obs), env_params)
+        ret = ret + reward * alive
+        length = length + alive
+        alive = alive * (1.0 - jnp.logical_or(terminated, truncated))
+        return (obs, state, ret, length, alive), None
+
+    (_, _, ret, length, _), _ = jax.lax.scan(
+        step, (obs, state, zeros, zeros, jnp.ones(num_episodes)),
+        jax.random.split(step_key, max_steps))
+    return {"eval_return_mean": ret.mean(), "eval_return_std": ret.std(),
+            "eval_length_mean": length.mean()}

@@ -47,6 +47,7 @@ def make_train(config: PPOConfig, env, env_params, loss_fn=ppo_loss):
     action_space = env.action_space(env_params)
     if not discrete:
         env = envs.ClipAction(env)
+    eval_env = env
     env = envs.EpisodeStats(env)
     if config.normalize_obs:
         env = envs.NormalizeObservation(env)
@@ -134,4 +135,16 @@ def make_train(config: PPOConfig, env, env_params, loss_fn=ppo_loss):
         return {"params": params, "opt_state": opt_state, "env_state": env_state, "obs": obs,
                 "key": key}, metrics
 
-    return Trainer(init, update, num_updates)
+    def greedy_policy(state: dict):
+        def act(obs):
+            if config.normalize_obs:  # the statistics of the first training env
+                stats = jax.tree.map(lambda x: x[0], state["env_state"])
+                obs = jnp.clip((obs - stats.mean) / jnp.sqrt(stats.var + 1e-8), -10.0, 10.0)
+            dist, _ = network.apply(state["params"], obs)
+            return dist.mode()
+
+        return act
+
+    return Trainer(init, update, num_updates, greedy_policy=greedy_policy, eval_env=eval_env,
+                   eval_env_params=env_params,
+                   eval_max_steps=int(getattr(env_params, "max_steps_in_episode", 1000)))
