@@ -201,3 +201,34 @@ def aggregate(scores: Any, reps: int = 10_000, seed: int | np.random.Generator =
         "tasks": int(x.shape[1]),
         "reps": int(reps),
     }
+
+
+def sequential_compare(train: dict, n: int = 5, K: int = 5, alpha: float = 0.05, B: int = 10_000,
+                       seed: int = 0) -> dict:
+    """Add batches of seeds until "A vs B" is decided, with AdaStop (Mathieu et al. 2023; the
+    optional `adastop` extra): a group-sequential permutation test with early stopping.
+
+    `train` maps a name to a function `seeds -> scores [len(seeds)]` (e.g. final returns of
+    `jaxrl.experiment.run(...)`). At interim k every algorithm still in a comparison trains on the
+    same fresh seeds k*n .. k*n+n-1. Returns {"decisions": {"A vs B": "larger"|"smaller"|"equal"
+    |"continue"}, "seeds_used": {name: count}, "scores": {name: [...]}}."""
+    try:
+        from adastop import MultipleAgentsComparator
+    except ImportError as error:
+        raise ImportError("sequential_compare needs the optional extra: pip install adastop") from error
+    names = list(train)
+    comparator = MultipleAgentsComparator(n=n, K=K, B=B, alpha=alpha, seed=seed)
+    scores = {name: [] for name in names}
+    for k in range(K):
+        active = set(range(len(names))) if k == 0 else set(np.ravel(comparator.current_comparisons))
+        seeds = list(range(k * n, (k + 1) * n))
+        for i, name in enumerate(names):
+            if i in active:
+                scores[name].extend(float(x) for x in np.asarray(train[name](seeds)))
+        comparator.partial_compare({name: np.asarray(scores[name]) for name in names}, verbose=False)
+        if comparator.is_finished:
+            break
+    decisions = {f"{names[a]} vs {names[b]}": comparator.decisions[str(np.array([a, b]))]
+                 for a, b in comparator.comparisons}
+    return {"decisions": decisions, "seeds_used": {name: len(s) for name, s in scores.items()},
+            "scores": scores}

@@ -330,3 +330,17 @@ def test_matches_rliable_point_estimates_and_intervals():
     taus = np.linspace(0, 3, 7)
     profiles, _ = rly.create_performance_profile({"a": x}, taus, reps=10)
     np.testing.assert_allclose(stats.performance_profile(x, taus), profiles["a"])
+
+
+def test_sequential_compare_with_adastop():
+    pytest.importorskip("adastop")
+    from jaxrl.stats import sequential_compare
+
+    def scores(mean):
+        return lambda seeds: np.array([np.random.default_rng(s).normal(mean, 1.0) for s in seeds])
+
+    out = sequential_compare({"A": scores(3.0), "B": scores(0.0)}, n=5, K=4, alpha=0.05, B=2000)
+    assert out["decisions"] == {"A vs B": "larger"}
+    assert out["seeds_used"]["A"] == out["seeds_used"]["B"] < 20  # stopped early: clear-cut
+    same = sequential_compare({"A": scores(0.0), "B": scores(0.0)}, n=5, K=4, alpha=0.05, B=2000)
+    assert same["decisions"]["A vs B"] in ("equal", "continue")
