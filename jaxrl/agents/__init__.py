@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from jaxrl.agents import ppo
+from jaxrl.agents import dqn, ppo
 from jaxrl.agents.ppo import train as ppo_train
 
 ALGOS = {
     "ppo": SimpleNamespace(Config=ppo.PPOConfig, make_train=ppo.make_train, validate=ppo.validate,
                            steps_per_update=ppo_train.steps_per_update),
+    "dqn": SimpleNamespace(Config=dqn.DQNConfig, make_train=dqn.make_train, validate=dqn.validate,
+                           steps_per_update=dqn.steps_per_update),
 }
 
 
