@@ -20,5 +20,8 @@ _one_cpu_device_per_core()
 
 from jaxrl.compile_cache import enable_compilation_cache  # noqa: E402  (after the flag above)
 
+if os.environ.get("JAXRL_CACHE_DIR") != "off":  # on by default, so repeat runs skip compiling
+    enable_compilation_cache()
+
 __version__ = "0.1.0"
 __all__ = ["enable_compilation_cache", "__version__"]

@@ -8,7 +8,8 @@ import jax
 
 def enable_compilation_cache(path: str | None = None) -> str:
     """Point JAX's persistent compilation cache at `path` (default $JAXRL_CACHE_DIR or
-    ~/.cache/jaxrl/xla) and cache every program that took more than half a second to compile."""
+    ~/.cache/jaxrl/xla) and cache every program that took more than half a second to compile.
+    `import jaxrl` calls this unless JAXRL_CACHE_DIR=off."""
     path = path or os.environ.get("JAXRL_CACHE_DIR") or os.path.expanduser("~/.cache/jaxrl/xla")
     os.makedirs(path, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", path)

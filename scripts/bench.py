@@ -76,7 +76,8 @@ def bench_env_only(num_envs: int, num_steps: int, env_name: str) -> dict:
 
 
 def in_subprocess(args: list[str], python: str = sys.executable) -> dict:
-    out = subprocess.run([python, *args], capture_output=True, text=True, cwd=ROOT)
+    env = {**os.environ, "JAXRL_CACHE_DIR": "off"}  # cold compiles: no persistent cache
+    out = subprocess.run([python, *args], capture_output=True, text=True, cwd=ROOT, env=env)
     if out.returncode:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed",
                 "args": args}
