@@ -43,7 +43,8 @@ class BraxEnv:
         time = state.time + 1
         terminated = brax_state.done.astype(bool)
         truncated = jnp.logical_and(time >= params.max_steps_in_episode, ~terminated)
-        return (brax_state.obs, BraxState(brax_state, time), brax_state.reward, terminated,
+        reward = jnp.asarray(brax_state.reward, jnp.float32)  # some brax envs return a Python float
+        return (brax_state.obs, BraxState(brax_state, time), reward, terminated,
                 truncated, dict(brax_state.metrics))
 
     def observation_space(self, params):

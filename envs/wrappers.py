@@ -68,7 +68,7 @@ class EpisodeStats(Wrapper):
         obs, env_state, reward, terminated, truncated, info = self.env.step(
             key, state.env_state, action, params)
         done = jnp.logical_or(terminated, truncated)
-        episode_return = state.episode_return + reward.astype(jnp.float32)
+        episode_return = state.episode_return + jnp.asarray(reward, jnp.float32)
         episode_length = state.episode_length + 1
         info = {**info, "episode_return": episode_return, "episode_length": episode_length,
                 "episode_done": done}
