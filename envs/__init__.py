@@ -15,7 +15,8 @@ from typing import Any
 
 import gymnax
 
-from envs.wrappers import AutoReset, ClipAction, EpisodeStats, NormalizeObservation, Wrapper
+from envs.wrappers import (AutoReset, ClipAction, EpisodeStats, NormalizeObservation,
+                           RescaleAction, Wrapper)
 
 BRAX_ENVS = ("ant", "halfcheetah", "hopper", "humanoid", "humanoidstandup", "inverted_pendulum",
              "inverted_double_pendulum", "pusher", "reacher", "walker2d")
@@ -44,4 +45,4 @@ def is_discrete(env: Any, params: Any) -> bool:
 
 
 __all__ = ["make", "list_envs", "is_discrete", "Wrapper", "AutoReset", "EpisodeStats",
-           "NormalizeObservation", "ClipAction", "BRAX_ENVS"]
+           "NormalizeObservation", "ClipAction", "RescaleAction", "BRAX_ENVS"]

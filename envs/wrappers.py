@@ -129,3 +129,20 @@ class ClipAction(Wrapper):
     def step(self, key, state, action, params):
         space = self.env.action_space(params)
         return self.env.step(key, state, jnp.clip(action, space.low, space.high), params)
+
+
+class RescaleAction(Wrapper):
+    """Lets the agent act in [-1, 1]^d: actions are clipped there and mapped linearly onto the
+    env's [low, high] box, whose `action_space` it then reports as [-1, 1]."""
+
+    def action_space(self, params):
+        from gymnax.environments import spaces
+
+        space = self.env.action_space(params)
+        return spaces.Box(-1.0, 1.0, space.shape, jnp.float32)
+
+    def step(self, key, state, action, params):
+        space = self.env.action_space(params)
+        action = jnp.clip(action, -1.0, 1.0)
+        return self.env.step(key, state, space.low + (action + 1.0) * 0.5 * (space.high - space.low),
+                             params)

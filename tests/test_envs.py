@@ -100,3 +100,15 @@ def test_clip_action_clips_to_box():
     big = envs.ClipAction(env).step(jax.random.PRNGKey(1), state, jnp.asarray([100.0]), params)
     edge = env.step(jax.random.PRNGKey(1), state, jnp.asarray([env.action_space(params).high]), params)
     np.testing.assert_allclose(big[0], edge[0])
+
+
+def test_rescale_action_maps_unit_box_onto_the_env_box():
+    env, params = envs.make("Pendulum-v1")  # torque in [-2, 2]
+    wrapped = envs.RescaleAction(env)
+    space = wrapped.action_space(params)
+    assert float(space.low) == -1.0 and float(space.high) == 1.0
+    obs, state = env.reset(jax.random.PRNGKey(0), params)
+    for unit, torque in [(0.5, 1.0), (-1.0, -2.0), (3.0, 2.0)]:
+        got = wrapped.step(jax.random.PRNGKey(1), state, jnp.asarray([unit]), params)
+        want = env.step(jax.random.PRNGKey(1), state, jnp.asarray([torque]), params)
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
