@@ -1,0 +1,227 @@
+"""NAF's training loop as one pure function of (config, key), readable top to bottom; the same
+shape as DQN's (jaxrl/agents/dqn/train.py).
+
+`make_train(config, env, env_params)` reads only the static fields of `config` and returns a
+`Trainer` whose `init`/`update` (and the whole run, `trainer(config, key)`) read only its float
+leaves, so `jax.jit(jax.vmap(trainer))` over a batch of configs and keys is one compiled program.
+
+A run is a scan of updates. One update = `train_frequency` iterations (each one vectorised step of
+all `num_envs` envs acting mu(s) plus Gaussian noise, uniform random actions before
+`learning_starts`; the transitions go to the replay buffer), then one gradient step on a batch
+sampled uniformly from the buffer (skipped before `learning_starts`) and a Polyak update of the
+target network. One metrics row per update: the episode statistics, td_loss, q_mean, v_mean,
+advantage_mean (of the sampled transitions), grad_norm (before clipping), noise (the exploration
+std) and mu_saturated (the fraction of acting steps with some |mu| > 0.99, the NAF failure mode
+where tanh(mu) sticks at the box edge).
+
+Actions live in the normalised box [-1, 1]^A inside the agent (mu = tanh(.), the buffer stores
+normalised actions) and are mapped affinely onto the env's box when stepping; `envs.ClipAction`
+clips them again, which changes nothing for finite boxes.
+
+The optimizer is a hook: `make_optimizer(config) -> optax transformation` (default: global-norm
+clip then Adam). Its `update` is always called as `update(grads, state, params, q_fn=, batch=,
+td=)` (optax.chain forwards such keyword arguments to the transformations that take them), so
+jaxrl.optim's Fisher preconditioner plugs in unchanged, e.g.
+`jaxrl.agents.register("naf_fisher", base="naf", make_optimizer=...)`."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import envs
+from jaxrl import buffers
+from jaxrl.agents.base import Trainer
+from jaxrl.agents.naf.config import NAFConfig
+from jaxrl.agents.naf.losses import naf_loss, num_l_entries, taken_q
+from jaxrl.config import ConfigError, check_fields
+from jaxrl.metrics import episode_metrics
+from jaxrl.nets import MLP
+
+ACTIVATIONS = ("tanh", "relu", "gelu")
+
+
+class NAFNetwork(nn.Module):
+    """An MLP on the flattened observation -> (V [...], mu [..., A] in [-1, 1], l_entries [..., n])
+    with n = A (diagonal P) or A(A+1)/2 (lower-triangular L), see jaxrl.agents.naf.losses."""
+
+    action_dim: int
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "relu"
+    diagonal_p: bool = False
+    obs_ndim: int = 1  # trailing axes of one observation, flattened before the first layer
+
+    @nn.compact
+    def __call__(self, obs):
+        x = obs.reshape(obs.shape[: obs.ndim - self.obs_ndim] + (-1,)).astype(jnp.float32)
+        a, n = self.action_dim, num_l_entries(self.action_dim, self.diagonal_p)
+        out = MLP(self.hidden_sizes, 1 + a + n, self.activation, out_scale=1.0)(x)
+        mu = jnp.tanh(out[..., 1:1 + a])
+        return out[..., 0], mu, out[..., 1 + a:]
+
+
+def steps_per_update(config: NAFConfig) -> int:
+    """Environment steps per gradient step, which is also per metrics row."""
+    return config.num_envs * config.train_frequency
+
+
+def num_updates(config: NAFConfig) -> int:
+    return config.total_steps // steps_per_update(config)
+
+
+def num_warmup_updates(config: NAFConfig) -> int:
+    """Updates (metrics rows) before `learning_starts`: they collect data but take no gradient step.
+    Update u (from 0) takes its gradient step once (u + 1) x steps_per_update >= learning_starts."""
+    return min(num_updates(config), max(0, -(-config.learning_starts // steps_per_update(config)) - 1))
+
+
+def default_optimizer(config: NAFConfig) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr))
+
+
+def validate(config: NAFConfig, env, env_params) -> None:
+    """Raise ConfigError, naming the option, for any config this env cannot train with."""
+    check_fields(config)
+    if config.activation not in ACTIVATIONS:
+        raise ConfigError(f"--activation: got {config.activation!r}, allowed: {', '.join(ACTIVATIONS)}")
+    space = env.action_space(env_params)
+    if envs.is_discrete(env, env_params) or len(getattr(space, "shape", ())) != 1:
+        raise ConfigError(f"--algo naf: needs a continuous (Box) action space, got {space}")
+    low, high = np.broadcast_to(space.low, space.shape), np.broadcast_to(space.high, space.shape)
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(high > low)):
+        raise ConfigError(f"--algo naf: needs a bounded Box action space (finite low < high), got "
+                          f"low {low}, high {high}")
+    if config.batch_size > config.buffer_size:
+        raise ConfigError(f"--batch-size: {config.batch_size} is more than --buffer-size "
+                          f"{config.buffer_size}")
+    if config.num_envs > config.buffer_size:
+        raise ConfigError(f"--buffer-size: {config.buffer_size} cannot hold one iteration's "
+                          f"--num-envs {config.num_envs} transitions")
+    per_update = steps_per_update(config)
+    if config.total_steps < per_update:
+        raise ConfigError(f"--total-steps: {config.total_steps} is less than one update "
+                          f"(num_envs x train_frequency = {per_update})")
+    if config.learning_starts >= config.total_steps or num_warmup_updates(config) >= num_updates(config):
+        raise ConfigError(f"--learning-starts: {config.learning_starts} leaves no gradient step; it "
+                          f"must be less than --total-steps {config.total_steps} (in whole updates "
+                          f"of num_envs x train_frequency = {per_update} steps: "
+                          f"{num_updates(config) * per_update})")
+
+
+def make_train(config: NAFConfig, env, env_params,
+               make_optimizer: Callable[[NAFConfig], optax.GradientTransformation] = default_optimizer
+               ) -> Trainer:
+    """NAF's Trainer. `make_optimizer(config)` (called inside the program with the traced config)
+    is the optimizer hook; see the module docstring."""
+    space = env.action_space(env_params)
+    action_dim = space.shape[0]
+    low = jnp.broadcast_to(jnp.asarray(space.low, jnp.float32), space.shape)
+    high = jnp.broadcast_to(jnp.asarray(space.high, jnp.float32), space.shape)
+    center, half_range = (high + low) / 2, (high - low) / 2
+    env = envs.ClipAction(env)
+    eval_env = env
+    env = envs.EpisodeStats(env)
+    obs_shape = env.observation_space(env_params).shape
+    network = NAFNetwork(action_dim=action_dim, hidden_sizes=config.hidden_sizes,
+                         activation=config.activation, diagonal_p=config.diagonal_p,
+                         obs_ndim=len(obs_shape))
+    num_envs, train_frequency = config.num_envs, config.train_frequency
+    warmup, learning_starts = num_warmup_updates(config), config.learning_starts
+    batch_size, buffer_size, total_steps = config.batch_size, config.buffer_size, config.total_steps
+    reset_envs = jax.vmap(env.reset, in_axes=(0, None))
+    step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+    def to_env_action(action):  # normalised [-1, 1] -> the env's box
+        return center + half_range * action
+
+    def optimizer_for(config: NAFConfig):
+        return optax.with_extra_args_support(make_optimizer(config))
+
+    def noise_at(config: NAFConfig, env_steps):
+        """Linear from start_noise to end_noise over exploration_fraction x total_steps, then flat."""
+        progress = jnp.clip(env_steps / (config.exploration_fraction * total_steps), 0.0, 1.0)
+        return config.start_noise + progress * (config.end_noise - config.start_noise)
+
+    def init(config: NAFConfig, key: jax.Array) -> dict:
+        key, init_key, reset_key = jax.random.split(key, 3)
+        obs, env_state = reset_envs(jax.random.split(reset_key, num_envs), env_params)
+        params = network.init(init_key, jnp.zeros(obs_shape))
+        buffer = buffers.init({"obs": obs[0], "action": jnp.zeros(action_dim, jnp.float32),
+                               "reward": jnp.float32(0.0), "next_obs": obs[0],
+                               "terminated": jnp.bool_(False), "truncated": jnp.bool_(False)},
+                              buffer_size)
+        return {"params": params, "target_params": params,
+                "opt_state": optimizer_for(config).init(params), "buffer": buffer,
+                "env_state": env_state, "obs": obs, "key": key, "update_index": jnp.int32(0)}
+
+    def update(config: NAFConfig, state: dict) -> tuple[dict, dict]:
+        optimizer = optimizer_for(config)
+        index = state["update_index"]
+
+        def env_step(carry, iteration):
+            params, buffer, env_state, obs, key = carry
+            key, noise_key, random_key, step_key = jax.random.split(key, 4)
+            mu = network.apply(params, obs)[1]
+            noise = noise_at(config, iteration * num_envs)
+            noisy = jnp.clip(mu + noise * jax.random.normal(noise_key, mu.shape), -1.0, 1.0)
+            uniform = jax.random.uniform(random_key, mu.shape, minval=-1.0, maxval=1.0)
+            action = jnp.where(iteration * num_envs < learning_starts, uniform, noisy)
+            next_obs, env_state, reward, terminated, truncated, info = step_envs(
+                jax.random.split(step_key, num_envs), env_state, to_env_action(action), env_params)
+            buffer = buffers.add(buffer, {"obs": obs, "action": action, "reward": reward,
+                                          "next_obs": info["final_observation"],
+                                          "terminated": terminated, "truncated": truncated})
+            episodes = {"episode_return": info["episode_return"],
+                        "episode_length": info["episode_length"], "episode_done": info["episode_done"],
+                        "mu_saturated": jnp.mean(jnp.any(jnp.abs(mu) > 0.99, axis=-1))}
+            return (params, buffer, env_state, next_obs, key), episodes
+
+        def gradient_step(args):
+            params, target_params, opt_state, buffer, key = args
+            batch = buffers.sample(buffer, key, batch_size)
+            batch = {**batch, "reward": batch["reward"] * config.reward_scale}
+            grads, (losses, dloss_dq) = jax.grad(naf_loss, has_aux=True)(
+                params, target_params, network.apply, batch, config.gamma)
+            updates, opt_state = optimizer.update(
+                grads, opt_state, params, q_fn=lambda p, b: taken_q(p, network.apply, b),
+                batch=batch, td=dloss_dq)
+            params = optax.apply_updates(params, updates)
+            target_params = optax.incremental_update(params, target_params, config.tau)
+            return params, target_params, opt_state, {**losses, "grad_norm": optax.global_norm(grads)}
+
+        def no_gradient_step(args):  # before learning_starts: NaN metrics (no update), not 0
+            params, target_params, opt_state, _, _ = args
+            nan = jnp.float32(jnp.nan)
+            names = ("td_loss", "q_mean", "v_mean", "advantage_mean", "grad_norm")
+            return params, target_params, opt_state, {name: nan for name in names}
+
+        key, sample_key = jax.random.split(state["key"])
+        iterations = index * train_frequency + jnp.arange(train_frequency)
+        (params, buffer, env_state, obs, key), episodes = jax.lax.scan(
+            env_step, (state["params"], state["buffer"], state["env_state"], state["obs"], key),
+            iterations)
+        # A real branch when `update_index` is shared by the vmapped runs (a whole run), a select
+        # computing both when it is batched (a checkpointed segment): see DQN.
+        params, target_params, opt_state, losses = jax.lax.cond(
+            index >= warmup, gradient_step, no_gradient_step,
+            (params, state["target_params"], state["opt_state"], buffer, sample_key))
+        metrics = {**episode_metrics(episodes), **losses,
+                   "mu_saturated": episodes["mu_saturated"].mean(),
+                   "noise": noise_at(config, iterations[-1] * num_envs)}
+        return {"params": params, "target_params": target_params, "opt_state": opt_state,
+                "buffer": buffer, "env_state": env_state, "obs": obs, "key": key,
+                "update_index": index + 1}, metrics
+
+    def greedy_policy(state: dict):
+        def act(obs):
+            return to_env_action(network.apply(state["params"], obs)[1])
+
+        return act
+
+    return Trainer(init, update, num_updates(config), greedy_policy=greedy_policy, eval_env=eval_env,
+                   eval_env_params=env_params,
+                   eval_max_steps=int(getattr(env_params, "max_steps_in_episode", 1000)))
