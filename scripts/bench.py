@@ -1,6 +1,6 @@
 """Speed benchmark: prints one JSON object.
 
-For PPO on CartPole-v1 with PureJaxRL's settings (4 envs x 128 steps, 4 epochs, 4 minibatches,
+For each algorithm in --algos (default ppo; also dqn, natural_dqn-SOLVER) at each seed count. For PPO on CartPole-v1 with PureJaxRL's settings (4 envs x 128 steps, 4 epochs, 4 minibatches,
 64x64 tanh) at 1, 16 and 256 seeds, and for env-only rollouts (random actions), it reports env
 steps/s (seeds x steps / run seconds, compile excluded), compile seconds (cold: no persistent
 cache) and peak resident memory. Each case runs in its own subprocess so its peak memory is its
@@ -8,6 +8,7 @@ own. With `--peer PYTHON` it also runs rejax (../shared/peers/rejax_bench.py, in
 venv) on the same settings right after ours, and reports the ratio.
 
     .venv/bin/python scripts/bench.py [--seeds 1,16,256] [--total-steps 500000] [--peer PYTHON]
+    .venv/bin/python scripts/bench.py --algos dqn --seeds 1,16 --total-steps 20000 --peer PYTHON
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEER_SCRIPT = os.path.join(ROOT, "..", "shared", "peers", "rejax_bench.py")
 # This PPO's arithmetic per env step: acting (forward) plus 4 epochs of forward and backward on
@@ -27,21 +30,40 @@ FLOP_PER_STEP = 231e3
 PEAK_FLOPS = 148e9
 
 
-def bench_ppo(seeds: int, total_steps: int, env_name: str) -> dict:
+# Settings matched to the peer's: (our config overrides, rejax_bench.py overrides, steps cap).
+CASES = {
+    # PureJaxRL's CartPole PPO: 4 envs x 128 steps, 4 epochs, 4 minibatches, 64x64 tanh.
+    "ppo": ({}, ["num_envs=4", "num_steps=128", "num_epochs=4", "num_minibatches=4",
+                 "learning_rate=0.00025", "max_grad_norm=0.5", "activation=tanh"], 32_000_000),
+    # rejax's DQN defaults: 1 env, buffer 131072, batch 256, one update per env step, Polyak
+    # 0.99 every step, learning after 2048 steps, 64x64 (rejax: swish; ours: relu).
+    "dqn": (dict(num_envs=1, buffer_size=131_072, batch_size=256, learning_starts=2048,
+                 train_frequency=1, target_network_frequency=1, tau=0.01, hidden_sizes=(64, 64)),
+            [], 320_000),
+}
+
+
+def bench_algo(algo: str, seeds: int, total_steps: int, env_name: str) -> dict:
     import jax
 
-    from jaxrl.agents.ppo import PPOConfig
+    from jaxrl.agents import get_algo
     from jaxrl.experiment import run
 
-    config = PPOConfig(total_steps=total_steps)
-    results = run("ppo", env_name, [config], range(seeds), progress=None)
+    overrides = CASES.get(algo.split("-")[0], ({},))[0]
+    config = get_algo(algo.split("-")[0]).Config(total_steps=total_steps, **overrides)
+    if "-" in algo:  # natural_dqn-kfac: the preconditioner's solver
+        config = config.replace(preconditioner=algo.split("-")[1])
+    results = run(algo.split("-")[0], env_name, [config], range(seeds), progress=None)
     steps_per_second = seeds * results.total_steps / results.run_seconds
-    return {"case": "ppo", "env": env_name, "num_seeds": seeds, "total_steps": results.total_steps,
-            "compile_seconds": results.compile_seconds, "run_seconds": results.run_seconds,
-            "env_steps_per_second": steps_per_second,
-            "fraction_of_arithmetic_limit": steps_per_second * FLOP_PER_STEP / PEAK_FLOPS,
-            "final_return_mean": float(results.final_return().mean()),
-            "devices": [str(d) for d in jax.devices()]}
+    out = {"case": algo, "env": env_name, "num_seeds": seeds, "total_steps": results.total_steps,
+           "compile_seconds": results.compile_seconds, "run_seconds": results.run_seconds,
+           "env_steps_per_second": steps_per_second,
+           "updates_per_second": seeds * results.num_updates / results.run_seconds,
+           "final_return_mean": float(np.nanmean(results.final_return())),
+           "devices": [str(d) for d in jax.devices()]}
+    if algo == "ppo":
+        out["fraction_of_arithmetic_limit"] = steps_per_second * FLOP_PER_STEP / PEAK_FLOPS
+    return out
 
 
 def bench_env_only(num_envs: int, num_steps: int, env_name: str) -> dict:
@@ -86,6 +108,8 @@ def in_subprocess(args: list[str], python: str = sys.executable) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--algos", default="ppo", help="comma-separated: ppo, dqn, "
+                        "natural_dqn-kfac (natural DQN with that solver), ...")
     parser.add_argument("--seeds", default="1,16,256", help="comma-separated seed counts")
     parser.add_argument("--total-steps", type=int, default=500_000,
                         help="env steps per seed (capped at 32M / seeds so 256 seeds stay short)")
@@ -97,28 +121,29 @@ def main() -> None:
 
     if args.worker:  # one measurement, in this process: no persistent cache, so compiles are cold
         kind, n = args.worker.split(":")
-        result = (bench_ppo(int(n), args.total_steps, args.env) if kind == "ppo"
-                  else bench_env_only(int(n), 1000, args.env))
+        result = (bench_env_only(int(n), 1000, args.env) if kind == "env"
+                  else bench_algo(kind, int(n), args.total_steps, args.env))
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
 
     cases = []
-    for n in [int(s) for s in args.seeds.split(",")]:
-        steps = min(args.total_steps, 32_000_000 // n)
-        common = ["--total-steps", str(steps), "--env", args.env]
-        ours = in_subprocess([__file__, "--worker", f"ppo:{n}", *common])
-        cases.append(ours)
-        if args.peer:
-            peer = in_subprocess([PEER_SCRIPT, "ppo", args.env, str(n), str(steps),
-                                  "num_envs=4", "num_steps=128", "num_epochs=4", "num_minibatches=4",
-                                  "learning_rate=0.00025", "max_grad_norm=0.5", "activation=tanh"],
-                                 python=args.peer)
-            ours["peer"] = peer
-            if "env_steps_per_second" in peer and "env_steps_per_second" in ours:
-                ours["speedup_vs_peer"] = ours["env_steps_per_second"] / peer["env_steps_per_second"]
+    for algo in args.algos.split(","):
+        peer_args, cap = CASES.get(algo, (None, None, 32_000_000))[1:]
+        for n in [int(s) for s in args.seeds.split(",")]:
+            steps = min(args.total_steps, cap // n)
+            ours = in_subprocess([__file__, "--worker", f"{algo}:{n}", "--total-steps", str(steps),
+                                  "--env", args.env])
+            cases.append(ours)
+            if args.peer and peer_args is not None:
+                peer = in_subprocess([PEER_SCRIPT, algo, args.env, str(n), str(steps), *peer_args],
+                                     python=args.peer)
+                ours["peer"] = peer
+                if "env_steps_per_second" in peer and "env_steps_per_second" in ours:
+                    ours["speedup_vs_peer"] = (ours["env_steps_per_second"]
+                                               / peer["env_steps_per_second"])
     cases.append(in_subprocess([__file__, "--worker", f"env:{args.env_only_envs}", "--env", args.env]))
-    print(json.dumps({"benchmark": "ppo", "cpu_count": os.cpu_count(), "cases": cases}, indent=1))
+    print(json.dumps({"benchmark": args.algos, "cpu_count": os.cpu_count(), "cases": cases}, indent=1))
 
 
 if __name__ == "__main__":
