@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from jaxrl.agents import dqn, ppo
+from jaxrl.agents import dqn, natural_dqn, ppo
 from jaxrl.agents import naf
 from jaxrl.agents.ppo import train as ppo_train
 
@@ -15,6 +15,9 @@ ALGOS = {
                            steps_per_update=ppo_train.steps_per_update),
     "dqn": SimpleNamespace(Config=dqn.DQNConfig, make_train=dqn.make_train, validate=dqn.validate,
                            steps_per_update=dqn.steps_per_update),
+    "natural_dqn": SimpleNamespace(Config=natural_dqn.NaturalDQNConfig,
+                                   make_train=natural_dqn.make_train, validate=natural_dqn.validate,
+                                   steps_per_update=natural_dqn.steps_per_update),
     "naf": SimpleNamespace(Config=naf.NAFConfig, make_train=naf.make_train, validate=naf.validate,
                            steps_per_update=naf.steps_per_update),
 }

@@ -29,13 +29,10 @@ from jax.flatten_util import ravel_pytree
 
 from jaxrl.optim import kfac
 from jaxrl.optim.cg import conjugate_gradient, make_fisher_matvec
+from jaxrl.optim.linalg import spd_solve
 
 PyTree = Any
 SOLVERS = ("gram", "cg", "kfac", "diagonal")
-
-
-def _spd_solve(m: jax.Array, b: jax.Array) -> jax.Array:
-    return jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(m), b)
 
 
 class FisherState(NamedTuple):
@@ -52,6 +49,7 @@ def fisher_preconditioner(solver: str = "gram", damping: float = 1e-3, eta_max: 
     solver (static):
       "gram"      exact minibatch step in function space, x = S^T (S S^T + damping B I)^-1 u with
                   S = J (u = td), or diag(td) J (u = 1) if empirical: a B x B Cholesky solve
+                  (plain jnp loops, jaxrl.optim.linalg: no LAPACK)
                   (or the equal P x P one, (S^T S + damping B I)^-1 S^T u, when P < B, where
                   the B x B system is singular up to the damping).
                   It builds x from `td`, not from the incoming `grads` (equal to J^T td / B), so
@@ -91,10 +89,10 @@ def fisher_preconditioner(solver: str = "gram", damping: float = 1e-3, eta_max: 
             if solver == "gram":
                 u = jnp.ones_like(td) if empirical else td  # rows^T u = J^T td = B grads
                 if rows.shape[1] >= size:  # function space: B x B solve
-                    x = rows.T @ _spd_solve(rows @ rows.T + damping * size * jnp.eye(size), u)
+                    x = rows.T @ spd_solve(rows @ rows.T + damping * size * jnp.eye(size), u)
                 else:  # fewer parameters than samples: the same x from the P x P system
                     eye = jnp.eye(rows.shape[1])
-                    x = _spd_solve(rows.T @ rows + damping * size * eye, rows.T @ u)
+                    x = spd_solve(rows.T @ rows + damping * size * eye, rows.T @ u)
                 x = unravel(x)
             else:
                 flat_grads, _ = ravel_pytree(grads)

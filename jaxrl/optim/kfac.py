@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
+from jaxrl.optim.linalg import spd_inverse
+
 PyTree = Any
 
 
@@ -109,11 +111,6 @@ def layer_statistics(q_fn: Callable[[PyTree, Any], jax.Array], params: PyTree, b
     return stats
 
 
-def _spd_inverse(m: jax.Array) -> jax.Array:
-    eye = jnp.eye(m.shape[0], dtype=m.dtype)
-    return jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(m), eye)
-
-
 def update_factors(factors: dict[str, KFACFactors], stats: dict, count: jax.Array,
                    decay: jax.Array | float, damping: jax.Array | float, inverse_every: int,
                    pi_damping: bool) -> dict[str, KFACFactors]:
@@ -134,8 +131,8 @@ def update_factors(factors: dict[str, KFACFactors], stats: dict, count: jax.Arra
                 pi = jnp.sqrt(jnp.maximum(jnp.trace(a) / a.shape[0], tiny)
                               / jnp.maximum(jnp.trace(g) / g.shape[0], tiny))
             root = jnp.sqrt(damping)
-            return (_spd_inverse(a + pi * root * jnp.eye(a.shape[0])),
-                    _spd_inverse(g + root / pi * jnp.eye(g.shape[0])))
+            return (spd_inverse(a + pi * root * jnp.eye(a.shape[0])),
+                    spd_inverse(g + root / pi * jnp.eye(g.shape[0])))
 
         keep = lambda f=f: (f.a_inv, f.g_inv)  # noqa: E731
         a_inv, g_inv = jax.lax.cond(count % inverse_every == 0, invert, keep)

@@ -27,7 +27,8 @@ def dqn_loss(params, target_params, apply_fn, batch, gamma, double: bool, loss: 
 
     `target_params=None` means no target network: targets come from the online network itself
     (under stop_gradient, as they always are). `loss` (static) is "mse" (mean squared TD error) or
-    "huber" (Huber with delta 1). Returns (loss, metrics)."""
+    "huber" (Huber with delta 1). Returns (loss, metrics); metrics["td"] [B] is the TD error
+    q - target itself (for preconditioners that need it), the others are scalars."""
     need_online_next = double or target_params is None
     if need_online_next:  # one forward pass over obs and next_obs together
         both = apply_fn(params, jnp.concatenate([batch["obs"], batch["next_obs"]]))
@@ -38,8 +39,9 @@ def dqn_loss(params, target_params, apply_fn, batch, gamma, double: bool, loss: 
     target = jax.lax.stop_gradient(td_target(batch["reward"], next_q_target, next_q_online,
                                              batch["terminated"], gamma, double))
     q_taken = jnp.take_along_axis(q, batch["action"][..., None].astype(jnp.int32), axis=-1)[..., 0]
+    td = q_taken - target
     if loss == "huber":
         td_loss = optax.huber_loss(q_taken, target, delta=1.0).mean()
     else:
-        td_loss = jnp.mean((q_taken - target) ** 2)
-    return td_loss, {"td_loss": td_loss, "q_mean": q_taken.mean()}
+        td_loss = jnp.mean(td**2)
+    return td_loss, {"td_loss": td_loss, "q_mean": q_taken.mean(), "td": td}

@@ -8,7 +8,13 @@ A run is a scan of updates. One update = `train_frequency` iterations (each one 
 epsilon-greedy step of all `num_envs` envs, its transitions added to the replay buffer), then one
 gradient step on a batch sampled uniformly from the buffer (skipped before `learning_starts`), and
 a target network update whenever a multiple of `target_network_frequency` iterations has passed.
-One metrics row per update."""
+One metrics row per update.
+
+`make_optimizer(config)` (a hook, Adam with a gradient clip by default) builds the optimizer from
+the config's leaves; its `update` is also given `q_fn` (params, batch -> the taken actions' Q
+values [B]), `batch` and `td` (the TD errors [B]) as keyword arguments, which optax.chain passes
+to transformations that take them and plain optax ones ignore. Natural DQN
+(jaxrl.agents.natural_dqn) is this loop with a Fisher-preconditioned optimizer."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -86,7 +92,11 @@ def validate(config: DQNConfig, env, env_params) -> None:
                           f"{num_updates(config) * per_update})")
 
 
-def make_train(config: DQNConfig, env, env_params) -> Trainer:
+def adam(config: DQNConfig) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr))
+
+
+def make_train(config: DQNConfig, env, env_params, make_optimizer=adam) -> Trainer:
     num_actions = env.action_space(env_params).n
     eval_env = env
     env = envs.EpisodeStats(env)
@@ -101,8 +111,9 @@ def make_train(config: DQNConfig, env, env_params) -> Trainer:
     reset_envs = jax.vmap(env.reset, in_axes=(0, None))
     step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
-    def make_optimizer(config: DQNConfig):
-        return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr))
+    def taken_q(params, batch):  # [B]
+        q = network.apply(params, batch["obs"])
+        return jnp.take_along_axis(q, batch["action"][..., None].astype(jnp.int32), axis=-1)[..., 0]
 
     def epsilon_at(config: DQNConfig, env_steps):
         """Linear from start_e to end_e over exploration_fraction x total_steps, then flat."""
@@ -146,7 +157,8 @@ def make_train(config: DQNConfig, env, env_params) -> Trainer:
             batch = buffers.sample(buffer, key, batch_size)
             grads, losses = jax.grad(dqn_loss, has_aux=True)(
                 params, target_params, network.apply, batch, config.gamma, double, loss_name)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
+            updates, opt_state = optimizer.update(grads, opt_state, params, q_fn=taken_q,
+                                                  batch=batch, td=losses.pop("td"))
             params = optax.apply_updates(params, updates)
             if use_target:  # Polyak (tau = 1: a copy) whenever a multiple of target_every has passed
                 done = (index + 1) * train_frequency

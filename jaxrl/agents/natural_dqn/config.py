@@ -1,0 +1,26 @@
+"""Natural DQN's config: every DQN field, with the same names and defaults (so a comparison changes
+only the optimizer), plus the Fisher preconditioner's. `lr` is the largest step, eta_max, of the
+trust-region step eta = min(lr, sqrt(2 delta / x^T F x)) on the natural gradient x ~= F^-1 g; lr = 1
+with a loose trust region is a full Gauss-Newton step. `max_grad_norm` clips g as for DQN."""
+from __future__ import annotations
+
+from flax import struct
+
+from jaxrl.agents.dqn.config import DQNConfig
+from jaxrl.config import hparam, static
+
+
+@struct.dataclass
+class NaturalDQNConfig(DQNConfig):
+    lr: float = hparam(0.1, "eta_max: the largest natural-gradient step, min(lr, sqrt(2 delta / "
+                       "x^T F x)); 1 = a full Gauss-Newton step (traced)", low_open=True)
+    preconditioner: str = static("kfac", "Fisher solver: gram (exact B x B solve), cg, kfac or "
+                                 "diagonal", minimum=None)
+    damping: float = hparam(0.1, "Tikhonov damping of the Fisher, (F + damping I)", low_open=True)
+    delta: float = hparam(0.1, "trust region: the RMS change of the batch's Q values per step is at "
+                          "most sqrt(2 delta)", low_open=True)
+    cg_iters: int = static(10, "conjugate-gradient steps per update (preconditioner cg)")
+    kfac_decay: float = hparam(0.95, "moving-average decay of the K-FAC factors", high=1.0)
+    kfac_inverse_every: int = static(10, "gradient steps between K-FAC inverse refreshes")
+    empirical_fisher: bool = static(False, "use the empirical Fisher J^T diag(td^2) J / B (an "
+                                    "ablation) instead of J^T J / B", minimum=None)

@@ -1,0 +1,51 @@
+"""Small dense symmetric positive-definite solves in plain jnp ops, without LAPACK.
+
+jax 0.10.2's CPU LAPACK calls (Cholesky, triangular solve, inverse, ...) split a large enough
+batched (vmapped) call across XLA's intra-op thread pool and block waiting on it; with as many
+such calls ready at once as there are cores (two layers' K-FAC inverses, vmapped over seeds, on a
+2-core CPU) every pool thread blocks and the process deadlocks (see README, "Notes and hazards").
+A column-by-column Cholesky and row-by-row triangular solves, each a `fori_loop` of matrix-vector
+products, compute the same factor and solutions (in O(n) sequential steps) with plain XLA ops."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def cholesky(m: jax.Array) -> jax.Array:
+    """Lower-triangular L [n, n] with L L^T = m for a symmetric positive-definite m [n, n]."""
+    n = m.shape[0]
+    rows = jnp.arange(n)
+    tiny = jnp.finfo(m.dtype).tiny
+
+    def column(j, lower):
+        # Columns j.. of `lower` are still zero, so this subtracts sum_{k<j} L[:, k] L[j, k].
+        v = m[:, j] - lower @ lower[j]
+        return lower.at[:, j].set(jnp.where(rows >= j, v / jnp.sqrt(jnp.maximum(v[j], tiny)), 0.0))
+
+    return jax.lax.fori_loop(0, n, column, jnp.zeros_like(m))
+
+
+def cho_solve(lower: jax.Array, b: jax.Array) -> jax.Array:
+    """x with L L^T x = b, for L from `cholesky`; b is [n] or [n, k]."""
+    n = lower.shape[0]
+
+    def forward(i, y):  # L y = b; rows i.. of y are still zero
+        return y.at[i].set((b[i] - lower[i] @ y) / lower[i, i])
+
+    y = jax.lax.fori_loop(0, n, forward, jnp.zeros_like(b))
+
+    def backward(t, x):  # L^T x = y, from the last row up; rows ..i of x are still zero
+        i = n - 1 - t
+        return x.at[i].set((y[i] - lower[:, i] @ x) / lower[i, i])
+
+    return jax.lax.fori_loop(0, n, backward, jnp.zeros_like(b))
+
+
+def spd_solve(m: jax.Array, b: jax.Array) -> jax.Array:
+    """m^-1 b for a symmetric positive-definite m [n, n]; b is [n] or [n, k]."""
+    return cho_solve(cholesky(m), b)
+
+
+def spd_inverse(m: jax.Array) -> jax.Array:
+    return spd_solve(m, jnp.eye(m.shape[0], dtype=m.dtype))
