@@ -49,7 +49,8 @@ def bench_algo(algo: str, seeds: int, total_steps: int, env_name: str) -> dict:
     from jaxrl.agents import get_algo
     from jaxrl.experiment import run
 
-    overrides = CASES.get(algo.split("-")[0], ({},))[0]
+    # natural DQN runs on DQN's settings, so the two differ only in the optimizer
+    overrides = CASES.get(algo.split("-")[0].replace("natural_", ""), ({},))[0]
     config = get_algo(algo.split("-")[0]).Config(total_steps=total_steps, **overrides)
     if "-" in algo:  # natural_dqn-kfac: the preconditioner's solver
         config = config.replace(preconditioner=algo.split("-")[1])
@@ -135,6 +136,7 @@ def main() -> None:
             ours = in_subprocess([__file__, "--worker", f"{algo}:{n}", "--total-steps", str(steps),
                                   "--env", args.env])
             cases.append(ours)
+            print(json.dumps(ours), file=sys.stderr, flush=True)  # partial results survive a kill
             if args.peer and peer_args is not None:
                 peer = in_subprocess([PEER_SCRIPT, algo, args.env, str(n), str(steps), *peer_args],
                                      python=args.peer)
@@ -142,6 +144,7 @@ def main() -> None:
                 if "env_steps_per_second" in peer and "env_steps_per_second" in ours:
                     ours["speedup_vs_peer"] = (ours["env_steps_per_second"]
                                                / peer["env_steps_per_second"])
+                print(json.dumps(peer), file=sys.stderr, flush=True)
     cases.append(in_subprocess([__file__, "--worker", f"env:{args.env_only_envs}", "--env", args.env]))
     print(json.dumps({"benchmark": args.algos, "cpu_count": os.cpu_count(), "cases": cases}, indent=1))
 

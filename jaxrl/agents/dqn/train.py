@@ -27,6 +27,8 @@ import optax
 import envs
 from jaxrl import buffers
 from jaxrl.agents.base import Trainer
+from jaxrl.agents.offpolicy import (num_updates, num_warmup_updates, steps_per_update,
+                                    validate_replay)
 from jaxrl.agents.dqn.config import DQNConfig
 from jaxrl.agents.dqn.losses import dqn_loss
 from jaxrl.config import ConfigError, check_fields
@@ -51,21 +53,6 @@ class QNetwork(nn.Module):
         return MLP(self.hidden_sizes, self.num_actions, self.activation, out_scale=1.0)(x)
 
 
-def steps_per_update(config: DQNConfig) -> int:
-    """Environment steps per gradient step, which is also per metrics row."""
-    return config.num_envs * config.train_frequency
-
-
-def num_updates(config: DQNConfig) -> int:
-    return config.total_steps // steps_per_update(config)
-
-
-def num_warmup_updates(config: DQNConfig) -> int:
-    """Updates (metrics rows) before `learning_starts`: they collect data but take no gradient step.
-    Update u (from 0) takes its gradient step once (u + 1) x steps_per_update >= learning_starts."""
-    return min(num_updates(config), max(0, -(-config.learning_starts // steps_per_update(config)) - 1))
-
-
 def validate(config: DQNConfig, env, env_params) -> None:
     """Raise ConfigError, naming the option, for any config this env cannot train with."""
     check_fields(config)
@@ -75,21 +62,7 @@ def validate(config: DQNConfig, env, env_params) -> None:
         raise ConfigError(f"--loss: got {config.loss!r}, allowed: {', '.join(LOSSES)}")
     if not envs.is_discrete(env, env_params):
         raise ConfigError(f"--algo dqn: needs a Discrete action space, got {env.action_space(env_params)}")
-    if config.batch_size > config.buffer_size:
-        raise ConfigError(f"--batch-size: {config.batch_size} is more than --buffer-size "
-                          f"{config.buffer_size}")
-    if config.num_envs > config.buffer_size:
-        raise ConfigError(f"--buffer-size: {config.buffer_size} cannot hold one iteration's "
-                          f"--num-envs {config.num_envs} transitions")
-    per_update = steps_per_update(config)
-    if config.total_steps < per_update:
-        raise ConfigError(f"--total-steps: {config.total_steps} is less than one update "
-                          f"(num_envs x train_frequency = {per_update})")
-    if config.learning_starts >= config.total_steps or num_warmup_updates(config) >= num_updates(config):
-        raise ConfigError(f"--learning-starts: {config.learning_starts} leaves no gradient step; it "
-                          f"must be less than --total-steps {config.total_steps} (in whole updates "
-                          f"of num_envs x train_frequency = {per_update} steps: "
-                          f"{num_updates(config) * per_update})")
+    validate_replay(config)
 
 
 def adam(config: DQNConfig) -> optax.GradientTransformation:

@@ -36,6 +36,8 @@ import optax
 import envs
 from jaxrl import buffers
 from jaxrl.agents.base import Trainer
+from jaxrl.agents.offpolicy import (num_updates, num_warmup_updates, steps_per_update,
+                                    validate_replay)
 from jaxrl.agents.naf.config import NAFConfig
 from jaxrl.agents.naf.losses import naf_loss, num_l_entries, taken_q
 from jaxrl.config import ConfigError, check_fields
@@ -64,21 +66,6 @@ class NAFNetwork(nn.Module):
         return out[..., 0], mu, out[..., 1 + a:]
 
 
-def steps_per_update(config: NAFConfig) -> int:
-    """Environment steps per gradient step, which is also per metrics row."""
-    return config.num_envs * config.train_frequency
-
-
-def num_updates(config: NAFConfig) -> int:
-    return config.total_steps // steps_per_update(config)
-
-
-def num_warmup_updates(config: NAFConfig) -> int:
-    """Updates (metrics rows) before `learning_starts`: they collect data but take no gradient step.
-    Update u (from 0) takes its gradient step once (u + 1) x steps_per_update >= learning_starts."""
-    return min(num_updates(config), max(0, -(-config.learning_starts // steps_per_update(config)) - 1))
-
-
 def default_optimizer(config: NAFConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr))
 
@@ -95,21 +82,7 @@ def validate(config: NAFConfig, env, env_params) -> None:
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(high > low)):
         raise ConfigError(f"--algo naf: needs a bounded Box action space (finite low < high), got "
                           f"low {low}, high {high}")
-    if config.batch_size > config.buffer_size:
-        raise ConfigError(f"--batch-size: {config.batch_size} is more than --buffer-size "
-                          f"{config.buffer_size}")
-    if config.num_envs > config.buffer_size:
-        raise ConfigError(f"--buffer-size: {config.buffer_size} cannot hold one iteration's "
-                          f"--num-envs {config.num_envs} transitions")
-    per_update = steps_per_update(config)
-    if config.total_steps < per_update:
-        raise ConfigError(f"--total-steps: {config.total_steps} is less than one update "
-                          f"(num_envs x train_frequency = {per_update})")
-    if config.learning_starts >= config.total_steps or num_warmup_updates(config) >= num_updates(config):
-        raise ConfigError(f"--learning-starts: {config.learning_starts} leaves no gradient step; it "
-                          f"must be less than --total-steps {config.total_steps} (in whole updates "
-                          f"of num_envs x train_frequency = {per_update} steps: "
-                          f"{num_updates(config) * per_update})")
+    validate_replay(config)
 
 
 def make_train(config: NAFConfig, env, env_params,
