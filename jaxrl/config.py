@@ -14,10 +14,13 @@ class ConfigError(ValueError):
     """Bad user input; the message names the option (`--field-name`) and what is allowed."""
 
 
-def static(default: Any, help: str, *, minimum: float | None = 1) -> Any:
-    """A field baked into the compiled program (changing it recompiles)."""
+def static(default: Any, help: str, *, minimum: float | None = 1,
+           choices: tuple[str, ...] | None = None) -> Any:
+    """A field baked into the compiled program (changing it recompiles); `choices` lists the
+    allowed values of a string field."""
     return struct.field(pytree_node=False, default=default,
-                        metadata={"help": help, "static": True, "minimum": minimum})
+                        metadata={"help": help, "static": True,
+                                  "minimum": None if choices else minimum, "choices": choices})
 
 
 def hparam(default: float, help: str, *, low: float = 0.0, high: float = math.inf,
@@ -44,6 +47,9 @@ def check_fields(config) -> None:
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if f.metadata.get("static"):
+            choices = f.metadata.get("choices")
+            if choices and value not in choices:
+                raise ConfigError(f"{option(f.name)}: got {value!r}, allowed: {', '.join(choices)}")
             minimum = f.metadata.get("minimum")
             values = value if isinstance(value, tuple) else (value,)
             if minimum is not None and any(isinstance(v, (int, float)) and not isinstance(v, bool)

@@ -10,6 +10,14 @@ import jax.numpy as jnp
 from flax import struct
 
 
+ACTIVATIONS = ("tanh", "relu", "gelu")  # the `activation` values MLP accepts
+
+
+def flatten_obs(obs, obs_ndim: int):
+    """[..., *obs_shape] -> [..., prod(obs_shape)] float32, the first layer's input."""
+    return obs.reshape(obs.shape[: obs.ndim - obs_ndim] + (-1,)).astype(jnp.float32)
+
+
 def orthogonal(scale: float = 1.0) -> Callable:
     """Orthogonal initialiser (Saxe et al.) computed by twice-iterated Gram-Schmidt in plain jnp ops.
 
@@ -101,7 +109,7 @@ class ActorCritic(nn.Module):
 
     @nn.compact
     def __call__(self, obs):
-        x = obs.reshape(obs.shape[: obs.ndim - self.obs_ndim] + (-1,)).astype(jnp.float32)
+        x = flatten_obs(obs, self.obs_ndim)
         out = MLP(self.hidden_sizes, self.action_dim, self.activation, out_scale=0.01)(x)
         value = MLP(self.hidden_sizes, 1, self.activation, out_scale=1.0)(x)[..., 0]
         if self.discrete:

@@ -33,10 +33,8 @@ from jaxrl.agents.dqn.config import DQNConfig
 from jaxrl.agents.dqn.losses import dqn_loss
 from jaxrl.config import ConfigError, check_fields
 from jaxrl.metrics import episode_metrics
-from jaxrl.nets import MLP
+from jaxrl.nets import MLP, flatten_obs
 
-ACTIVATIONS = ("tanh", "relu", "gelu")
-LOSSES = ("huber", "mse")
 
 
 class QNetwork(nn.Module):
@@ -49,17 +47,13 @@ class QNetwork(nn.Module):
 
     @nn.compact
     def __call__(self, obs):
-        x = obs.reshape(obs.shape[: obs.ndim - self.obs_ndim] + (-1,)).astype(jnp.float32)
+        x = flatten_obs(obs, self.obs_ndim)
         return MLP(self.hidden_sizes, self.num_actions, self.activation, out_scale=1.0)(x)
 
 
 def validate(config: DQNConfig, env, env_params) -> None:
     """Raise ConfigError, naming the option, for any config this env cannot train with."""
     check_fields(config)
-    if config.activation not in ACTIVATIONS:
-        raise ConfigError(f"--activation: got {config.activation!r}, allowed: {', '.join(ACTIVATIONS)}")
-    if config.loss not in LOSSES:
-        raise ConfigError(f"--loss: got {config.loss!r}, allowed: {', '.join(LOSSES)}")
     if not envs.is_discrete(env, env_params):
         raise ConfigError(f"--algo dqn: needs a Discrete action space, got {env.action_space(env_params)}")
     validate_replay(config)

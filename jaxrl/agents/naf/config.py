@@ -15,6 +15,7 @@ from __future__ import annotations
 from flax import struct
 
 from jaxrl.config import hparam, static
+from jaxrl.nets import ACTIVATIONS
 
 
 @struct.dataclass
@@ -28,7 +29,7 @@ class NAFConfig:
     train_frequency: int = static(1, "iterations (vectorised env steps) per gradient step")
     hidden_sizes: tuple[int, ...] = static((64, 64), "hidden layer widths of the NAF network, "
                                            "e.g. 64,64")
-    activation: str = static("relu", "hidden activation: tanh, relu or gelu", minimum=None)
+    activation: str = static("relu", "hidden activation: tanh, relu or gelu", choices=ACTIVATIONS)
     diagonal_p: bool = static(False, "diagonal P(s) (A entries) instead of P = L L^T with a full "
                               "lower-triangular L (A(A+1)/2 entries)", minimum=None)
     lr: float = hparam(1e-3, "Adam learning rate (traced: sweeping it does not recompile)",

@@ -17,7 +17,6 @@ from jaxrl.config import ConfigError, check_fields
 from jaxrl.metrics import episode_metrics
 from jaxrl.nets import ActorCritic
 
-ACTIVATIONS = ("tanh", "relu", "gelu")
 
 
 def steps_per_update(config: PPOConfig) -> int:
@@ -27,8 +26,6 @@ def steps_per_update(config: PPOConfig) -> int:
 def validate(config: PPOConfig, env, env_params) -> None:
     """Raise ConfigError, naming the option, for any config this env cannot train with."""
     check_fields(config)
-    if config.activation not in ACTIVATIONS:
-        raise ConfigError(f"--activation: got {config.activation!r}, allowed: {', '.join(ACTIVATIONS)}")
     batch = steps_per_update(config)
     if batch % config.num_minibatches:
         raise ConfigError(f"--num-minibatches: {config.num_minibatches} does not divide the batch "
