@@ -6,25 +6,38 @@
 `params` is a pytree, so a batch of params is a batch of tasks. Every env auto-resets; the
 observation before the reset is kept in `info["final_observation"]` so that agents can bootstrap
 from it on truncation. `envs.make(name) -> (env, params)` builds any registered env: every gymnax
-env (classic control, MinAtar, bsuite, ...) by its gymnax name, and brax envs as `brax/NAME` run on
-the MJX backend. This package never imports jaxrl.
+env (classic control, MinAtar, bsuite, ...) by its gymnax name, brax envs as `brax/NAME` run on
+the MJX backend, and the task families of `FAMILIES` (see `envs.family`: their params are a task
+table with a leading task axis). This package never imports jaxrl.
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import gymnax
 
+from envs.family import (TaskFamily, TaskParams, env_task_index, is_table, num_tasks, select_tasks,
+                         spread_tasks, task)
 from envs.wrappers import (AutoReset, ClipAction, EpisodeStats, NormalizeObservation,
                            RescaleAction, Wrapper)
 
 BRAX_ENVS = ("ant", "halfcheetah", "hopper", "humanoid", "humanoidstandup", "inverted_pendulum",
              "inverted_double_pendulum", "pusher", "reacher", "walker2d")
 
+# Task families: name -> "module:function" returning (env, task table); imported on first use.
+FAMILIES = {
+    "CartPoleMorph-v0": "envs.classic_families:cartpole_morph",
+    "PendulumMorph-v0": "envs.classic_families:pendulum_morph",
+    "WalkerMorph-v0": "envs.walker:walker_morph",
+    "WalkerSkills-v0": "envs.walker:walker_skills",
+    "ReacherLinks-v0": "envs.reacher_links:reacher_links",
+}
+
 
 def list_envs() -> list[str]:
     """Every name `make` accepts."""
-    return sorted(gymnax.registered_envs) + [f"brax/{name}" for name in BRAX_ENVS]
+    return sorted(gymnax.registered_envs) + [f"brax/{name}" for name in BRAX_ENVS] + list(FAMILIES)
 
 
 def make(name: str, **kwargs: Any) -> tuple[Any, Any]:
@@ -33,6 +46,9 @@ def make(name: str, **kwargs: Any) -> tuple[Any, Any]:
         from envs.brax_adapter import make_brax
 
         return make_brax(name[5:], **kwargs)
+    if name in FAMILIES:
+        module, function = FAMILIES[name].split(":")
+        return getattr(importlib.import_module(module), function)(**kwargs)
     if name in gymnax.registered_envs:
         env, params = gymnax.make(name, **kwargs)
         return env, params
@@ -45,4 +61,5 @@ def is_discrete(env: Any, params: Any) -> bool:
 
 
 __all__ = ["make", "list_envs", "is_discrete", "Wrapper", "AutoReset", "EpisodeStats",
-           "NormalizeObservation", "ClipAction", "RescaleAction", "BRAX_ENVS"]
+           "NormalizeObservation", "ClipAction", "RescaleAction", "BRAX_ENVS", "FAMILIES", "TaskFamily",
+           "TaskParams", "env_task_index", "is_table", "num_tasks", "select_tasks", "spread_tasks", "task"]

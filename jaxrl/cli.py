@@ -54,8 +54,19 @@ def add_common_options(parser: argparse.ArgumentParser, algos) -> None:
     parser.add_argument("--algo", default="ppo", help=f"algorithm: {', '.join(sorted(algos))} "
                         "(default: %(default)s)")
     parser.add_argument("--env", default="CartPole-v1", help="environment: any gymnax name "
-                        "(CartPole-v1, Pendulum-v1, Breakout-MinAtar, ...) or brax/NAME on MJX "
-                        "(brax/inverted_pendulum, brax/hopper, ...) (default: %(default)s)")
+                        "(CartPole-v1, Pendulum-v1, Breakout-MinAtar, ...), brax/NAME on MJX "
+                        "(brax/inverted_pendulum, brax/hopper, ...) or a task family "
+                        "(WalkerMorph-v0, WalkerSkills-v0, ReacherLinks-v0, CartPoleMorph-v0, "
+                        "PendulumMorph-v0) (default: %(default)s)")
+    parser.add_argument("--tasks", default="all", metavar="all|ID[,ID...]",
+                        help="task family only: the tasks one network trains on at once, its envs "
+                        "spread evenly over them (--num-envs a multiple of their number); e.g. 2 "
+                        "trains on task 2 alone (default: %(default)s)")
+    parser.add_argument("--single-task", action="store_true", help="task family only: train "
+                        "each selected task on its own network instead (the single-task "
+                        "baseline), all in one vmapped program")
+    parser.add_argument("--hide-task-id", action="store_true", help="task family only: leave the "
+                        "one-hot task id out of the observation (the task is hidden context)")
     parser.add_argument("--seeds", type=int, default=8, help="number of seeds, run in parallel "
                         "(default: %(default)s)")
     parser.add_argument("--out", required=True, help="output folder; must not exist yet")
@@ -157,6 +168,18 @@ def parse_run(argv: list[str]) -> tuple[argparse.Namespace, list]:
         env, env_params = envs.make(args.env)
     except ValueError as e:  # envs never imports jaxrl, so it raises a plain ValueError
         raise ConfigError(str(e)) from None
+    args.task_ids = parse_tasks(args.tasks)
+    if args.command == "sweep" and args.single_task:
+        raise ConfigError("--single-task: sweeps tune one config for the selected tasks together; "
+                          "sweep each task with --tasks ID instead")
+    from jaxrl.experiment import task_plan
+
+    rows = task_plan(args.env, env_params, args.task_ids, args.single_task)
+    if rows is None and (args.tasks != "all" or args.hide_task_id):
+        raise ConfigError(f"--tasks/--hide-task-id: {args.env} is not a task family; families: "
+                          f"{', '.join(envs.FAMILIES)}")
+    if rows is not None:
+        env_params = envs.select_tasks(env_params, rows[0])
     for cfg in configs:
         spec.validate(cfg, env, env_params)
     if args.command == "sweep":
@@ -181,6 +204,23 @@ def parse_run(argv: list[str]) -> tuple[argparse.Namespace, list]:
         raise ConfigError(f"--out: an unfinished run is at {partial}; pass --resume to continue it "
                           "or delete that folder")
     return args, configs
+
+
+def parse_tasks(text: str) -> list[int] | None:
+    """--tasks: None for all, else the task ids."""
+    if text.strip() == "all":
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--tasks: expected all or comma-separated task ids such as 0,2, "
+                          f"got {text!r}") from None
+
+
+def task_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of `experiment.run` that --tasks, --single-task, --hide-task-id give."""
+    return dict(tasks=args.task_ids, single_task=args.single_task,
+                env_kwargs={"one_hot": False} if args.hide_task_id else None)
 
 
 def sweep_configs(args: argparse.Namespace, base) -> list:
@@ -231,7 +271,8 @@ def run_record(args: argparse.Namespace, config: Any) -> dict:
     record = {"algo": args.algo, "env": args.env,
               "seeds": list(range(args.seed_offset, args.seed_offset + args.seeds)),
               "checkpoint_every": args.checkpoint_every, "max_batch": args.max_batch,
-              **to_dict(config)}
+              "tasks": args.tasks, "single_task": args.single_task,
+              "hide_task_id": args.hide_task_id, **to_dict(config)}
     return json.loads(json.dumps(record))  # tuples as lists, as read back from the file
 
 
@@ -243,7 +284,8 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
     config = configs[0]
     seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
     if args.dry_run:
-        plan = run(args.algo, args.env, [config], seeds, max_batch=args.max_batch, dry_run=True)
+        plan = run(args.algo, args.env, [config], seeds, max_batch=args.max_batch, dry_run=True,
+                   **task_options(args))
         print(json.dumps(plan, indent=2))
         return plan
     out = os.path.abspath(args.out)
@@ -259,7 +301,8 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
                   progress=lambda line: print(line, flush=True),
                   checkpoint_every=args.checkpoint_every,
                   checkpoint_dir=checkpoints if args.checkpoint_every else None,
-                  eval_every=args.eval_every, eval_episodes=args.eval_episodes)
+                  eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+                  **task_options(args))
     summary = results.summary()
     results.to_dataframe().to_csv(os.path.join(partial, "metrics.csv"), index=False)
     with open(os.path.join(partial, "summary.json"), "w") as f:
@@ -278,6 +321,11 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
               f"{final['ci95'][1]:.1f}) over {summary['num_seeds']} seeds; "
               f"{summary['env_steps_per_second']:,.0f} env steps/s; "
               f"compile {summary['compile_seconds']:.1f}s; results in {args.out}")
+    for task in summary.get("per_task", []):
+        task_final = task["final_return"]
+        if task_final["iqm"] is not None:
+            print(f"  task {task['task']} ({task['name']}): IQM {task_final['iqm']:.1f} (95% CI "
+                  f"{task_final['ci95'][0]:.1f} to {task_final['ci95'][1]:.1f})")
     if "eval" in final:
         print(f"greedy evaluation return IQM {final['eval']['iqm']:.1f} (95% CI "
               f"{final['eval']['ci95'][0]:.1f} to {final['eval']['ci95'][1]:.1f})")
@@ -298,7 +346,8 @@ def sweep_command(args: argparse.Namespace, configs: list) -> dict:
           f"then the best on {args.test_seeds} test seeds", flush=True)
     result = sweep(args.algo, args.env, configs, seeds=args.seeds, test_seeds=args.test_seeds,
                    max_batch=args.max_batch, progress=lambda line: print(line, flush=True),
-                   eval_every=args.eval_every, eval_episodes=args.eval_episodes)
+                   eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+                   **task_options(args))
     summary = result.summary()
     out = os.path.abspath(args.out)
     partial = f"{out}.partial-{os.getpid()}"

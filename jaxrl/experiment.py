@@ -47,6 +47,11 @@ class Results:
     devices: list[str] = dataclasses.field(default_factory=list)
     chunk_size: int = 0
     num_chunks: int = 0
+    # Task families only: the family's task names, and the task ids each config row trained on
+    # (every row all selected tasks at once; with single_task, one task per row, rows config-major).
+    task_names: list[str] | None = None
+    tasks: list[list[int]] | None = None
+    single_task: bool = False
 
     @property
     def num_updates(self) -> int:
@@ -57,42 +62,66 @@ class Results:
         """Environment steps actually taken by one run."""
         return self.num_updates * self.steps_per_update
 
-    def final_return(self, fraction: float = FINAL_FRACTION) -> np.ndarray:
+    def final_return(self, fraction: float = FINAL_FRACTION, prefix: str = "episode_return"
+                     ) -> np.ndarray:
         """[configs, seeds] mean return of the episodes that finished in the last `fraction` of
-        updates (episode-count weighted); NaN for a run with no finished episode there."""
+        updates (episode-count weighted); NaN for a run with no finished episode there. For a
+        multi-task row, the mean over its tasks of each task's final return (tasks weigh equally,
+        however long their episodes)."""
+        if prefix == "episode_return" and self.tasks and len(self.tasks[0]) > 1:
+            return np.mean([self.final_return(fraction, f"task{k}_return")
+                            for k in range(len(self.tasks[0]))], axis=0)
         last = max(1, int(round(self.num_updates * fraction)))
-        mean = self.metrics["episode_return_mean"][..., -last:]
-        count = self.metrics["episode_return_count"][..., -last:].astype(np.float64)
+        mean = self.metrics[f"{prefix}_mean"][..., -last:]
+        count = self.metrics[f"{prefix}_count"][..., -last:].astype(np.float64)
         total = np.where(count > 0, mean * count, 0.0).sum(-1)
         n = count.sum(-1)
         return np.where(n > 0, total / np.maximum(n, 1), np.nan)
 
+    def task_final_returns(self, config_index: int = 0) -> dict[int, np.ndarray]:
+        """Task id -> [seeds] final return on that task, for config `config_index` (with
+        single_task, gathered from that config's one-task rows)."""
+        if self.single_task:
+            rows = self._single_task_rows(config_index)
+            finals = self.final_return()
+            return {self.tasks[r][0]: finals[r] for r in rows}
+        return {t: self.final_return(prefix=f"task{k}_return")[config_index]
+                for k, t in enumerate(self.tasks[config_index])}
+
+    def _single_task_rows(self, config_index: int) -> list[int]:
+        per_config = len({tuple(t) for t in self.tasks})
+        return list(range(config_index * per_config, (config_index + 1) * per_config))
+
     def summary(self, config_index: int = 0, reps: int = 10_000) -> dict[str, Any]:
-        """The summary.json of one config: IQM final return with a 95% bootstrap CI over seeds."""
-        per_seed = self.final_return()[config_index]
-        finite = per_seed[np.isfinite(per_seed)]
-        final = {"per_seed": [float(x) for x in per_seed], "num_finite": int(finite.size)}
-        if finite.size:
-            iqm, lo, hi = stats.bootstrap_ci(finite, stats.iqm, reps=reps, seed=0)
-            final.update(iqm=float(iqm), ci95=[float(lo), float(hi)], mean=float(finite.mean()))
+        """The summary.json of one config: IQM final return with a 95% bootstrap CI over seeds.
+        For a task family also `per_task` (each task's IQM and CI) and `tasks`; the overall final
+        return is then each seed's mean over tasks. With single_task, `config_index` counts the
+        configs before their expansion into one row per task."""
+        per_task = self.task_final_returns(config_index) if self.tasks else None
+        rows = self._single_task_rows(config_index) if self.single_task else [config_index]
+        if self.single_task:
+            per_seed = np.mean(list(per_task.values()), axis=0)
         else:
-            final.update(iqm=None, ci95=[None, None], mean=None)
+            per_seed = self.final_return()[config_index]
+        final = _iqm_summary(per_seed, reps)
         diverged = [] if self.diverged is None else [
-            seed for seed, bad in zip(self.seeds, self.diverged[config_index]) if bad]
+            seed for s, seed in enumerate(self.seeds) if self.diverged[rows, s].any()]
         evals = self.final_eval_return()
         if evals is not None:
-            finite_eval = evals[config_index][np.isfinite(evals[config_index])]
-            iqm, lo, hi = stats.bootstrap_ci(finite_eval, stats.iqm, reps=reps, seed=0)
-            final["eval"] = {"iqm": float(iqm), "ci95": [float(lo), float(hi)],
-                             "per_seed": [float(x) for x in evals[config_index]]}
-        return {"algo": self.algo, "env": self.env, "num_seeds": len(self.seeds),
+            final["eval"] = _iqm_summary(evals[rows].mean(0), reps)
+        summary = {"algo": self.algo, "env": self.env, "num_seeds": len(self.seeds),
                 "seeds": list(self.seeds), "diverged_seeds": diverged, "total_steps": self.total_steps,
                 "num_updates": self.num_updates, "compile_seconds": self.compile_seconds,
                 "compiles": self.compiles, "run_seconds": self.run_seconds,
                 "env_steps_per_second": len(self.configs) * len(self.seeds) * self.total_steps
                 / max(self.run_seconds, 1e-9),
                 "devices": self.devices, "chunk_size": self.chunk_size, "num_chunks": self.num_chunks,
-                "config": to_dict(self.configs[config_index]), "final_return": final}
+                "config": to_dict(self.configs[rows[0]]), "final_return": final}
+        if per_task is not None:
+            summary.update(single_task=self.single_task, tasks=sorted(per_task), per_task=[
+                {"task": t, "name": self.task_names[t], "final_return": _iqm_summary(x, reps)}
+                for t, x in sorted(per_task.items())])
+        return summary
 
     def final_eval_return(self) -> np.ndarray | None:
         """[configs, seeds] greedy evaluation return at the last evaluation (None without eval)."""
@@ -133,10 +162,42 @@ class Results:
                  "env_steps": (index[2] + 1) * self.steps_per_update}
         for name in dynamic_fields(type(self.configs[0])):
             frame[name] = np.asarray([getattr(cfg, name) for cfg in self.configs])[index[0]]
+        if self.single_task:
+            frame["task"] = np.asarray([t[0] for t in self.tasks])[index[0]]
         if self.diverged is not None:
             frame["diverged"] = self.diverged[index[0], index[1]]
         frame.update({k: v.reshape(-1) for k, v in sorted(self.metrics.items())})
         return pd.DataFrame(frame)
+
+
+def _iqm_summary(per_seed: np.ndarray, reps: int) -> dict[str, Any]:
+    """IQM over the finite per-seed values with a 95% bootstrap CI, and the values themselves."""
+    finite = per_seed[np.isfinite(per_seed)]
+    out = {"per_seed": [float(x) for x in per_seed], "num_finite": int(finite.size)}
+    if finite.size:
+        iqm, lo, hi = stats.bootstrap_ci(finite, stats.iqm, reps=reps, seed=0)
+        out.update(iqm=float(iqm), ci95=[float(lo), float(hi)], mean=float(finite.mean()))
+    else:
+        out.update(iqm=None, ci95=[None, None], mean=None)
+    return out
+
+
+def task_plan(env_name: str, env_params, tasks: Sequence[int] | None,
+              single_task: bool) -> list[list[int]] | None:
+    """The task ids of each run row: None for an ordinary env; [[all selected]] for multi-task
+    training; [[t] for each selected t] with single_task. Raises ConfigError on bad --tasks."""
+    if not envs.is_table(env_params):
+        if tasks is not None or single_task:
+            families = ", ".join(envs.FAMILIES)
+            raise ConfigError(f"--tasks/--single-task: {env_name} is not a task family; "
+                              f"families: {families}")
+        return None
+    k = envs.num_tasks(env_params)
+    ids = list(range(k)) if tasks is None else [int(t) for t in tasks]
+    if not ids or len(set(ids)) != len(ids) or not all(0 <= t < k for t in ids):
+        raise ConfigError(f"--tasks: got {ids}; give distinct task ids in 0..{k - 1} "
+                          f"({env_name} has {k} tasks)")
+    return [[t] for t in ids] if single_task else [ids]
 
 
 def stack_configs(configs: Sequence[Any]) -> Any:
@@ -171,18 +232,23 @@ def _diverged(state) -> jax.Array:
     return ~jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def _whole_run(trainer, **segment_options) -> Callable:
-    def whole(config, key):
-        state, metrics = trainer.segment(trainer.num_updates, **segment_options)(
+# A run is (config, key, env params); env params are None (the trainer's own) or, for a task
+# family, the run's task table: `trainer_for(params)` builds the trainer on the traced table, so
+# one compiled program serves every task selection of the same size.
+def _whole_run(trainer_for, num_updates: int, **segment_options) -> Callable:
+    def whole(config, key, env_params):
+        trainer = trainer_for(env_params)
+        state, metrics = trainer.segment(num_updates, **segment_options)(
             config, trainer.init(config, key))
         return metrics, _diverged(state)
 
     return whole
 
 
-def _segment(trainer, num_updates: int, **segment_options) -> Callable:
-    def segment(config, state, start):
-        state, metrics = trainer.segment(num_updates, **segment_options)(config, state, start)
+def _segment(trainer_for, num_updates: int, **segment_options) -> Callable:
+    def segment(config, state, env_params, start):
+        state, metrics = trainer_for(env_params).segment(num_updates, **segment_options)(
+            config, state, start)
         return state, metrics, _diverged(state)
 
     return segment
@@ -261,6 +327,7 @@ class Checkpoints:
 def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], *,
         max_batch: int | None = None, progress: Callable[[str], None] | None = print,
         env_kwargs: dict | None = None, dry_run: bool = False,
+        tasks: Sequence[int] | None = None, single_task: bool = False,
         checkpoint_dir: str | None = None, checkpoint_every: int | None = None,
         eval_every: int = 0, eval_episodes: int = 10) -> Results | dict:
     """Train every (config, seed) pair; configs must share their static fields.
@@ -271,10 +338,21 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
     With `eval_every`, greedy evaluation episodes (`eval_episodes` fresh envs) run after every
     eval_every-th update, reported as `eval_return_mean` etc., apart from training returns.
     With `dry_run`, compile only and return the plan: chunk size and count, the compiled
-    program's memory per chunk, compiles and compile seconds."""
+    program's memory per chunk, compiles and compile seconds.
+
+    For a task family (`envs.FAMILIES`), every run trains one network on the tasks `tasks`
+    (default all) at once, its envs spread evenly over them; with `single_task`, each task is
+    trained on its own instead, the config rows becoming (config, task) pairs, all in one
+    vmapped program."""
     spec = get_algo(algo)
     env, env_params = envs.make(env_name, **(env_kwargs or {}))
     configs, seeds = list(configs), [int(s) for s in seeds]
+    row_tasks = task_plan(env_name, env_params, tasks, single_task)
+    if row_tasks is not None:  # one row per (config, task selection)
+        configs = [cfg for cfg in configs for _ in row_tasks]
+        row_tasks = row_tasks * (len(configs) // len(row_tasks))
+        tables = [envs.select_tasks(env_params, ids) for ids in row_tasks]
+        env_params = tables[0]
     for cfg in configs:
         spec.validate(cfg, env, env_params)
     stacked = stack_configs(configs)
@@ -283,6 +361,14 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
     keys = np.asarray(jax.vmap(seed_key)(jnp.asarray(np.tile(seeds, len(configs)), jnp.uint32)))
     all_configs = jax.tree.map(lambda x: x[config_index], stacked)
     trainer = spec.make_train(configs[0], env, env_params)
+    all_params = None
+    if row_tasks is not None:
+        stacked_tables = jax.tree.map(lambda *xs: np.stack(xs), *tables)
+        all_params = jax.tree.map(lambda x: x[config_index], stacked_tables)
+
+    def trainer_for(params):
+        return trainer if params is None else spec.make_train(configs[0], env, params)
+
     every = min(checkpoint_every or trainer.num_updates, trainer.num_updates)
     segmented = checkpoint_every is not None
 
@@ -298,17 +384,19 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
         return jax.tree.map(lambda x: jax.ShapeDtypeStruct((size,) + x.shape[1:], x.dtype,
                                                            sharding=sharding), tree)
 
+    def init_run(config, key, params):
+        return trainer_for(params).init(config, key)
+
     def compile_for(size):
-        config_shapes, key_shapes = batched(all_configs, size), batched(keys, size)
+        shapes = (batched(all_configs, size), batched(keys, size), batched(all_params, size))
         if not segmented:
-            return None, jax.jit(jax.vmap(_whole_run(trainer, **options)), out_shardings=sharding).lower(
-                config_shapes, key_shapes).compile()
-        init = jax.jit(jax.vmap(trainer.init), out_shardings=sharding).lower(
-            config_shapes, key_shapes).compile()
-        state_shapes = jax.eval_shape(jax.vmap(trainer.init), config_shapes, key_shapes)
-        return init, jax.jit(jax.vmap(_segment(trainer, every, **options), in_axes=(0, 0, None)),
-                             out_shardings=sharding).lower(
-            config_shapes, batched(state_shapes, size), 0).compile()
+            return None, jax.jit(jax.vmap(_whole_run(trainer_for, trainer.num_updates, **options)),
+                                 out_shardings=sharding).lower(*shapes).compile()
+        init = jax.jit(jax.vmap(init_run), out_shardings=sharding).lower(*shapes).compile()
+        state_shapes = jax.eval_shape(jax.vmap(init_run), *shapes)
+        return init, jax.jit(jax.vmap(_segment(trainer_for, every, **options),
+                                      in_axes=(0, 0, 0, None)), out_shardings=sharding).lower(
+            shapes[0], batched(state_shapes, size), shapes[2], 0).compile()
 
     def round_up(n: int) -> int:
         return -(-n // n_dev) * n_dev
@@ -337,7 +425,7 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
                 "num_chunks": num_chunks, "bytes_per_chunk": chunk_bytes,
                 "memory_budget_bytes": budget, "compiles": compiles + extra,
                 "compile_seconds": compile_seconds}
-    def run_segments(i, chunk_configs, state):
+    def run_segments(i, chunk_configs, chunk_params, state):
         """Runs one chunk segment by segment from its last checkpoint, saving after each."""
         nonlocal compile_seconds, compiles
         store = Checkpoints(os.path.join(checkpoint_dir, f"chunk-{i:04d}")) if checkpoint_dir else None
@@ -356,13 +444,14 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
                 if n not in last_segment:
                     t0 = time.perf_counter()
                     last_segment[n] = jax.jit(
-                        jax.vmap(_segment(trainer, n, **options), in_axes=(0, 0, None)),
+                        jax.vmap(_segment(trainer_for, n, **options), in_axes=(0, 0, 0, None)),
                         out_shardings=sharding).lower(
-                        batched(all_configs, chunk), batched(state, chunk), 0).compile()
+                        batched(all_configs, chunk), batched(state, chunk),
+                        batched(all_params, chunk), 0).compile()
                     compile_seconds += time.perf_counter() - t0
                     compiles += 1
                 step = last_segment[n]
-            state, metrics, diverged = step(chunk_configs, state, done)
+            state, metrics, diverged = step(chunk_configs, state, chunk_params, done)
             history.append(jax.device_get(metrics))
             diverged = np.asarray(diverged)
             done += n
@@ -379,16 +468,16 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
     for i in range(num_chunks):
         index = np.arange(i * chunk, (i + 1) * chunk)
         index = np.minimum(index, n_runs - 1)  # pad the last chunk by repeating its last run
-        chunk_configs, chunk_keys = jax.device_put(
-            (jax.tree.map(lambda x: x[index], all_configs), keys[index]), sharding)
+        chunk_configs, chunk_keys, chunk_params = jax.device_put(
+            jax.tree.map(lambda x: x[index], (all_configs, keys, all_params)), sharding)
         t0 = time.perf_counter()
         if tracker:
             tracker.start(i, num_chunks)
         if not segmented:
-            metrics, diverged = jax.device_get(program(chunk_configs, chunk_keys))
+            metrics, diverged = jax.device_get(program(chunk_configs, chunk_keys, chunk_params))
         else:
             metrics, diverged = run_segments(
-                i, chunk_configs, init_program(chunk_configs, chunk_keys))
+                i, chunk_configs, chunk_params, init_program(chunk_configs, chunk_keys, chunk_params))
         run_seconds += time.perf_counter() - t0
         valid = min(chunk, n_runs - i * chunk)
         outputs.append({k: v[:valid] for k, v in metrics.items()})
@@ -405,4 +494,6 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
                    steps_per_update=spec.steps_per_update(configs[0]),
                    diverged=np.concatenate(flags).reshape(shape),
                    compile_seconds=compile_seconds, compiles=compiles, run_seconds=run_seconds,
-                   devices=[str(d) for d in devices], chunk_size=chunk, num_chunks=num_chunks)
+                   devices=[str(d) for d in devices], chunk_size=chunk, num_chunks=num_chunks,
+                   task_names=getattr(env, "task_names", None), tasks=row_tasks,
+                   single_task=bool(single_task and row_tasks is not None))

@@ -22,8 +22,17 @@ def masked_stats(x, mask, prefix: str) -> dict:
             f"{prefix}_count": count}
 
 
-def episode_metrics(info) -> dict:
-    """Statistics of the episodes that finished in a rollout, from `EpisodeStats` info ([T, E])."""
+def episode_metrics(info, task_index=None, num_tasks: int = 1) -> dict:
+    """Statistics of the episodes that finished in a rollout, from `EpisodeStats` info ([T, E]).
+
+    With `task_index` ([E], the task row each env runs), also the mean return and count of each
+    task's episodes, as `task{k}_return_mean` / `task{k}_return_count` (k the row in the table)."""
     done = info["episode_done"]
-    return {**masked_stats(info["episode_return"], done, "episode_return"),
-            **masked_stats(info["episode_length"].astype(jnp.float32), done, "episode_length")}
+    metrics = {**masked_stats(info["episode_return"], done, "episode_return"),
+               **masked_stats(info["episode_length"].astype(jnp.float32), done, "episode_length")}
+    if task_index is not None:
+        for k in range(num_tasks):
+            stats = masked_stats(info["episode_return"], done & (task_index == k), f"task{k}_return")
+            metrics.update({name: stats[name] for name in (f"task{k}_return_mean",
+                                                           f"task{k}_return_count")})
+    return metrics

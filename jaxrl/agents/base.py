@@ -13,10 +13,13 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+import envs
+from jaxrl.config import ConfigError
+
 EVAL_METRICS = ("eval_return_mean", "eval_return_std", "eval_length_mean")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: it may hold arrays
 class Trainer:
     """`init(config, key) -> state`; `update(config, state) -> (state, metrics)` where metrics is
     a dict of scalars for one update. Calling the trainer runs all `num_updates` updates.
@@ -69,18 +72,39 @@ class Trainer:
         return self.segment(self.num_updates)(config, self.init(config, key))
 
 
+def check_task_spread(num_envs: int, env_params) -> None:
+    """Raise ConfigError unless `num_envs` spreads evenly over the tasks of a task table."""
+    tasks = envs.num_tasks(env_params)
+    if num_envs % tasks:
+        raise ConfigError(f"--num-envs: {num_envs} envs cannot be spread evenly over {tasks} tasks; "
+                          f"use a multiple of {tasks}")
+
+
+def batched_env(env, env_params, num_envs: int):
+    """`reset(keys [E]) -> (obs, states)` and `step(keys, states, actions) -> 6-tuple` of `num_envs`
+    parallel envs. With a task table (`envs.is_table`), env i runs task i mod T, so the envs are
+    spread evenly over the tasks; otherwise all share `env_params`."""
+    params, axis = envs.spread_tasks(env_params, num_envs)
+    reset = jax.vmap(env.reset, in_axes=(0, axis))
+    step = jax.vmap(env.step, in_axes=(0, 0, 0, axis))
+    return (lambda keys: reset(keys, params),
+            lambda keys, states, actions: step(keys, states, actions, params))
+
+
 def evaluate(env, env_params, act: Callable, key: jax.Array, num_episodes: int,
              max_steps: int) -> dict:
     """Return, length of the first episode of each of `num_episodes` fresh envs under `act`
-    (deterministic actions), each run for at most `max_steps` steps."""
+    (deterministic actions), each run for at most `max_steps` steps (spread over the tasks of a
+    task table like training envs)."""
     reset_key, step_key = jax.random.split(key)
-    obs, state = jax.vmap(env.reset, (0, None))(jax.random.split(reset_key, num_episodes), env_params)
+    reset_envs, step_envs = batched_env(env, env_params, num_episodes)
+    obs, state = reset_envs(jax.random.split(reset_key, num_episodes))
     zeros = jnp.zeros(num_episodes)
 
     def step(carry, key):
         obs, state, ret, length, alive = carry
-        obs, state, reward, terminated, truncated, _ = jax.vmap(env.step, (0, 0, 0, None))(
-            jax.random.split(key, num_episodes), state, act(obs), env_params)
+        obs, state, reward, terminated, truncated, _ = step_envs(
+            jax.random.split(key, num_episodes), state, act(obs))
         ret = ret + reward * alive
         length = length + alive
         alive = alive * (1.0 - jnp.logical_or(terminated, truncated))

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 import envs
-from jaxrl.agents.base import Trainer
+from jaxrl.agents.base import Trainer, batched_env, check_task_spread
 from jaxrl.agents.ppo.config import PPOConfig
 from jaxrl.agents.ppo.losses import compute_gae, ppo_loss
 from jaxrl.config import ConfigError, check_fields
@@ -33,6 +33,7 @@ def validate(config: PPOConfig, env, env_params) -> None:
     if config.total_steps < batch:
         raise ConfigError(f"--total-steps: {config.total_steps} is less than one update "
                           f"(num_envs x num_steps = {batch})")
+    check_task_spread(config.num_envs, env_params)
     space = env.action_space(env_params)
     if not envs.is_discrete(env, env_params) and len(space.shape) != 1:
         raise ConfigError(f"--algo ppo: action space {space} is neither Discrete nor a 1-D Box")
@@ -57,8 +58,8 @@ def make_train(config: PPOConfig, env, env_params, loss_fn=ppo_loss):
     num_updates = config.total_steps // batch_size
     minibatch_size = batch_size // config.num_minibatches
     grad_steps_per_update = config.update_epochs * config.num_minibatches
-    reset_envs = jax.vmap(env.reset, in_axes=(0, None))
-    step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    reset_envs, step_envs = batched_env(env, env_params, num_envs)
+    task_index = envs.env_task_index(env_params, num_envs)  # None unless a task table
 
     def make_optimizer(config: PPOConfig):
         if config.anneal_lr:
@@ -72,7 +73,7 @@ def make_train(config: PPOConfig, env, env_params, loss_fn=ppo_loss):
     def init(config: PPOConfig, key: jax.Array) -> dict:
         key, init_key, reset_key = jax.random.split(key, 3)
         params = network.init(init_key, jnp.zeros(obs_shape))
-        obs, env_state = reset_envs(jax.random.split(reset_key, num_envs), env_params)
+        obs, env_state = reset_envs(jax.random.split(reset_key, num_envs))
         return {"params": params, "opt_state": make_optimizer(config).init(params),
                 "env_state": env_state, "obs": obs, "key": key}
 
@@ -85,7 +86,7 @@ def make_train(config: PPOConfig, env, env_params, loss_fn=ppo_loss):
             dist, value = network.apply(params, obs)
             action = dist.sample(act_key)
             next_obs, env_state, reward, terminated, truncated, info = step_envs(
-                jax.random.split(step_key, num_envs), env_state, action, env_params)
+                jax.random.split(step_key, num_envs), env_state, action)
             transition = {"obs": obs, "action": action, "log_prob": dist.log_prob(action),
                           "value": value, "reward": reward.astype(jnp.float32),
                           "terminated": terminated.astype(jnp.float32),
@@ -127,7 +128,8 @@ def make_train(config: PPOConfig, env, env_params, loss_fn=ppo_loss):
         key, epoch_key = jax.random.split(key)
         (params, opt_state, _, _), losses = jax.lax.scan(
             epoch, (params, opt_state, batch, epoch_key), None, config.update_epochs)
-        metrics = {**episode_metrics(traj), **jax.tree.map(jnp.mean, losses),
+        metrics = {**episode_metrics(traj, task_index, envs.num_tasks(env_params)),
+                   **jax.tree.map(jnp.mean, losses),
                    "value_mean": traj["value"].mean(), "advantage_std": advantages.std()}
         return {"params": params, "opt_state": opt_state, "env_state": env_state, "obs": obs,
                 "key": key}, metrics

@@ -1,0 +1,118 @@
+"""Task families and multi-task training, on the cheap CartPoleMorph-v0 family (the MJX families
+have their own tests): the task table contract, envs spread over tasks, per-task metrics, the
+single-task baseline in one program, the CLI, and a learning test."""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import envs
+from jaxrl.agents.ppo import PPOConfig
+from jaxrl.cli import main
+from jaxrl.experiment import run
+
+from conftest import TINY_PPO
+
+
+def test_task_table_contract():
+    env, table = envs.make("CartPoleMorph-v0")
+    assert env.num_tasks == 4 and envs.is_table(table) and envs.num_tasks(table) == 4
+    np.testing.assert_array_equal(table.task_id, np.arange(4))
+    assert len(set(np.asarray(table.env.length).tolist())) == 4  # the tasks really differ
+    task2 = envs.task(table, 2)
+    assert not envs.is_table(task2) and float(task2.env.length) == 1.0
+    obs, state = env.reset(jax.random.PRNGKey(0), task2)
+    assert obs.shape == (4 + 4,) and env.observation_space(table).shape == (8,)
+    np.testing.assert_array_equal(obs[4:], [0, 0, 1, 0])
+    _, _, _, _, _, info = env.step(jax.random.PRNGKey(1), state, 1, task2)
+    np.testing.assert_array_equal(info["final_observation"][4:], [0, 0, 1, 0])
+    hidden, hidden_table = envs.make("CartPoleMorph-v0", one_hot=False)
+    obs, _ = hidden.reset(jax.random.PRNGKey(0), envs.task(hidden_table, 2))
+    assert obs.shape == (4,)
+    sub = envs.select_tasks(table, [3, 1])  # a sub-table keeps the family's task ids
+    np.testing.assert_array_equal(sub.task_id, [3, 1])
+    spread, axis = envs.spread_tasks(sub, 6)
+    assert axis == 0
+    np.testing.assert_array_equal(spread.task_id, [3, 1, 3, 1, 3, 1])
+    assert envs.spread_tasks(envs.make("CartPole-v1")[1], 6)[1] is None
+
+
+def test_task_physics_differ_for_the_same_action():
+    env, table = envs.make("CartPoleMorph-v0")
+    reset = jax.vmap(env.reset, (None, 0))
+    step = jax.vmap(env.step, (None, 0, None, 0))
+    _, state = reset(jax.random.PRNGKey(0), table)  # the same start in every task
+    for _ in range(5):
+        obs, state, *_ = step(jax.random.PRNGKey(1), state, 1, table)
+    angular_velocity = np.asarray(obs[:, 3])
+    assert len(np.unique(np.round(angular_velocity, 5))) == 4  # longer poles fall slower
+
+
+@pytest.fixture(scope="module")
+def tiny_runs():
+    config = PPOConfig(**{**TINY_PPO, "total_steps": 4 * 16 * 4})
+    single = run("ppo", "CartPoleMorph-v0", [config], [0, 1], progress=None, single_task=True)
+    alone = run("ppo", "CartPoleMorph-v0", [config], [0, 1], progress=None, tasks=[2])
+    return single, alone
+
+
+@pytest.fixture(scope="module")
+def multi_task_run():
+    """One network, envs spread over the 4 pole lengths, 8 seeds: learns every task."""
+    return run("ppo", "CartPoleMorph-v0", [PPOConfig(total_steps=200_000, num_envs=8)], range(8),
+               progress=None)
+
+
+def test_single_task_rows_equal_training_that_task_alone(tiny_runs):
+    single, alone = tiny_runs
+    assert single.compiles == 1 and single.tasks == [[0], [1], [2], [3]]
+    assert single.metrics["episode_return_mean"].shape[:2] == (4, 2)
+    for name, values in alone.metrics.items():  # row 2 of the vmapped baseline == task 2 alone
+        np.testing.assert_allclose(single.metrics[name][2], values[0], rtol=2e-5, atol=1e-5,
+                                   err_msg=name)
+    first_losses = single.metrics["value_loss"][:, 0, 0]
+    assert len(np.unique(first_losses)) == 4  # and the rows are different tasks
+
+
+def test_multi_task_summary_has_each_task(multi_task_run):
+    multi = multi_task_run
+    assert multi.tasks == [[0, 1, 2, 3]]
+    assert {f"task{k}_return_mean" for k in range(4)} <= set(multi.metrics)
+    summary = multi.summary()
+    assert [t["task"] for t in summary["per_task"]] == [0, 1, 2, 3]
+    assert summary["per_task"][2]["name"] == "length=1.0,mass=0.2"
+    per_task = np.array([t["final_return"]["per_seed"] for t in summary["per_task"]])
+    np.testing.assert_allclose(summary["final_return"]["per_seed"], per_task.mean(0), rtol=1e-6)
+
+
+def test_cli_single_task_summary_and_bad_input(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--env", "CartPoleMorph-v0", "--seeds", "2", "--total-steps", str(4 * 16 * 4),
+            "--num-envs", "4", "--num-steps", "16", "--update-epochs", "2", "--num-minibatches", "2",
+            "--hidden-sizes", "16,16"]
+    assert main(args + ["--single-task", "--tasks", "1,3", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["single_task"] and summary["tasks"] == [1, 3]
+    assert [t["task"] for t in summary["per_task"]] == [1, 3]
+    assert json.loads((out / "config.json").read_text())["tasks"] == "1,3"
+    for bad, message in [(["--num-envs", "6"], "--num-envs: 6 envs cannot be spread"),
+                         (["--tasks", "0,9"], "--tasks: got [0, 9]"),
+                         (["--tasks", "a"], "--tasks: expected all")]:
+        capsys.readouterr()
+        assert main(args + bad + ["--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+    capsys.readouterr()
+    assert main(["train", "--env", "CartPole-v1", "--single-task", "--out", str(tmp_path / "x")]) == 2
+    assert "not a task family" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "x").exists()
+
+
+def test_ppo_learns_every_cartpole_morph_task_at_once(multi_task_run):
+    """Every task well above a random policy's ~20, from one network."""
+    summary = multi_task_run.summary()
+    assert summary["final_return"]["iqm"] >= 150, summary["final_return"]
+    for task in summary["per_task"]:
+        assert task["final_return"]["iqm"] >= 100, task
