@@ -52,6 +52,7 @@ class Results:
     task_names: list[str] | None = None
     tasks: list[list[int]] | None = None
     single_task: bool = False
+    final_params: Any = None  # with keep_params: the network params, leaves [configs, seeds, ...]
 
     @property
     def num_updates(self) -> int:
@@ -232,15 +233,23 @@ def _diverged(state) -> jax.Array:
     return ~jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-# A run is (config, key, env params); env params are None (the trainer's own) or, for a task
-# family, the run's task table: `trainer_for(params)` builds the trainer on the traced table, so
-# one compiled program serves every task selection of the same size.
-def _whole_run(trainer_for, num_updates: int, **segment_options) -> Callable:
-    def whole(config, key, env_params):
-        trainer = trainer_for(env_params)
-        state, metrics = trainer.segment(num_updates, **segment_options)(
-            config, trainer.init(config, key))
-        return metrics, _diverged(state)
+# A run is (config, key, env params, initial network params); env params are None (the trainer's
+# own) or, for a task family, the run's task table: `trainer_for(params)` builds the trainer on the
+# traced table, so one compiled program serves every task selection of the same size. Initial
+# params are None (the agent's random init) or the params to fine-tune, put into the fresh state.
+def _init_run(trainer_for) -> Callable:
+    def init(config, key, env_params, init_params):
+        state = trainer_for(env_params).init(config, key)
+        return state if init_params is None else {**state, "params": init_params}
+
+    return init
+
+
+def _whole_run(trainer_for, num_updates: int, keep_params: bool, **segment_options) -> Callable:
+    def whole(config, key, env_params, init_params):
+        state = _init_run(trainer_for)(config, key, env_params, init_params)
+        state, metrics = trainer_for(env_params).segment(num_updates, **segment_options)(config, state)
+        return metrics, _diverged(state), state["params"] if keep_params else None
 
     return whole
 
@@ -328,6 +337,7 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
         max_batch: int | None = None, progress: Callable[[str], None] | None = print,
         env_kwargs: dict | None = None, dry_run: bool = False,
         tasks: Sequence[int] | None = None, single_task: bool = False,
+        init_params: Any = None, keep_params: bool = False,
         checkpoint_dir: str | None = None, checkpoint_every: int | None = None,
         eval_every: int = 0, eval_episodes: int = 10) -> Results | dict:
     """Train every (config, seed) pair; configs must share their static fields.
@@ -343,7 +353,11 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
     For a task family (`envs.FAMILIES`), every run trains one network on the tasks `tasks`
     (default all) at once, its envs spread evenly over them; with `single_task`, each task is
     trained on its own instead, the config rows becoming (config, task) pairs, all in one
-    vmapped program."""
+    vmapped program.
+
+    For fine-tuning, `init_params` (leaves [seeds, ...], e.g. a pretraining run's `final_params`
+    of one config) replaces seed i's freshly initialised network params (the optimizer state
+    stays fresh); `keep_params` returns every run's final params in `Results.final_params`."""
     spec = get_algo(algo)
     env, env_params = envs.make(env_name, **(env_kwargs or {}))
     configs, seeds = list(configs), [int(s) for s in seeds]
@@ -369,6 +383,11 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
     def trainer_for(params):
         return trainer if params is None else spec.make_train(configs[0], env, params)
 
+    all_init = None
+    if init_params is not None:  # seed i's params for every config row
+        seed_index = np.tile(np.arange(len(seeds)), len(configs))
+        all_init = jax.tree.map(lambda x: np.asarray(x)[seed_index], init_params)
+
     every = min(checkpoint_every or trainer.num_updates, trainer.num_updates)
     segmented = checkpoint_every is not None
 
@@ -384,13 +403,14 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
         return jax.tree.map(lambda x: jax.ShapeDtypeStruct((size,) + x.shape[1:], x.dtype,
                                                            sharding=sharding), tree)
 
-    def init_run(config, key, params):
-        return trainer_for(params).init(config, key)
+    init_run = _init_run(trainer_for)
 
     def compile_for(size):
-        shapes = (batched(all_configs, size), batched(keys, size), batched(all_params, size))
+        shapes = (batched(all_configs, size), batched(keys, size), batched(all_params, size),
+                  batched(all_init, size))
         if not segmented:
-            return None, jax.jit(jax.vmap(_whole_run(trainer_for, trainer.num_updates, **options)),
+            return None, jax.jit(jax.vmap(_whole_run(trainer_for, trainer.num_updates, keep_params,
+                                                     **options)),
                                  out_shardings=sharding).lower(*shapes).compile()
         init = jax.jit(jax.vmap(init_run), out_shardings=sharding).lower(*shapes).compile()
         state_shapes = jax.eval_shape(jax.vmap(init_run), *shapes)
@@ -461,27 +481,29 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
                                   "metrics": history[0], "diverged": diverged})
                 if progress:
                     progress(f"checkpoint: chunk {i + 1}/{num_chunks}, update {done}/{trainer.num_updates}")
-        return history[0], diverged
+        return history[0], diverged, (jax.device_get(state["params"]) if keep_params else None)
 
     last_segment = {}
-    outputs, flags, run_seconds = [], [], 0.0
+    outputs, flags, kept, run_seconds = [], [], [], 0.0
     for i in range(num_chunks):
         index = np.arange(i * chunk, (i + 1) * chunk)
         index = np.minimum(index, n_runs - 1)  # pad the last chunk by repeating its last run
-        chunk_configs, chunk_keys, chunk_params = jax.device_put(
-            jax.tree.map(lambda x: x[index], (all_configs, keys, all_params)), sharding)
+        chunk_configs, chunk_keys, chunk_params, chunk_init = jax.device_put(
+            jax.tree.map(lambda x: x[index], (all_configs, keys, all_params, all_init)), sharding)
         t0 = time.perf_counter()
         if tracker:
             tracker.start(i, num_chunks)
         if not segmented:
-            metrics, diverged = jax.device_get(program(chunk_configs, chunk_keys, chunk_params))
+            metrics, diverged, params = jax.device_get(
+                program(chunk_configs, chunk_keys, chunk_params, chunk_init))
         else:
-            metrics, diverged = run_segments(
-                i, chunk_configs, chunk_params, init_program(chunk_configs, chunk_keys, chunk_params))
+            metrics, diverged, params = run_segments(i, chunk_configs, chunk_params, init_program(
+                chunk_configs, chunk_keys, chunk_params, chunk_init))
         run_seconds += time.perf_counter() - t0
         valid = min(chunk, n_runs - i * chunk)
         outputs.append({k: v[:valid] for k, v in metrics.items()})
         flags.append(diverged[:valid])
+        kept.append(jax.tree.map(lambda x: x[:valid], params))
         if progress:
             done = min((i + 1) * chunk, n_runs)
             progress(f"chunk {i + 1}/{num_chunks}: runs {done}/{n_runs}, "
@@ -490,10 +512,12 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
 
     shape = (len(configs), len(seeds))
     metrics = {k: np.concatenate([o[k] for o in outputs]).reshape(shape + (-1,)) for k in outputs[0]}
+    final_params = jax.tree.map(lambda *xs: np.concatenate(xs).reshape(shape + xs[0].shape[1:]),
+                                *kept) if keep_params else None
     return Results(algo=algo, env=env_name, configs=configs, seeds=seeds, metrics=metrics,
                    steps_per_update=spec.steps_per_update(configs[0]),
                    diverged=np.concatenate(flags).reshape(shape),
                    compile_seconds=compile_seconds, compiles=compiles, run_seconds=run_seconds,
                    devices=[str(d) for d in devices], chunk_size=chunk, num_chunks=num_chunks,
                    task_names=getattr(env, "task_names", None), tasks=row_tasks,
-                   single_task=bool(single_task and row_tasks is not None))
+                   single_task=bool(single_task and row_tasks is not None), final_params=final_params)

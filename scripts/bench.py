@@ -52,8 +52,11 @@ def bench_algo(algo: str, seeds: int, total_steps: int, env_name: str) -> dict:
     # natural DQN runs on DQN's settings, so the two differ only in the optimizer
     overrides = CASES.get(algo.split("-")[0].replace("natural_", ""), ({},))[0]
     config = get_algo(algo.split("-")[0]).Config(total_steps=total_steps, **overrides)
-    if "-" in algo:  # natural_dqn-kfac: the preconditioner's solver
-        config = config.replace(preconditioner=algo.split("-")[1])
+    if "-" in algo:  # natural_dqn-kfac: the preconditioner's solver, with its per-solver defaults
+        from jaxrl.agents.natural_dqn import SOLVER_DEFAULTS
+
+        solver = algo.split("-")[1]
+        config = config.replace(preconditioner=solver, **SOLVER_DEFAULTS.get(solver, {}))
     results = run(algo.split("-")[0], env_name, [config], range(seeds), progress=None)
     steps_per_second = seeds * results.total_steps / results.run_seconds
     out = {"case": algo, "env": env_name, "num_seeds": seeds, "total_steps": results.total_steps,
@@ -67,35 +70,76 @@ def bench_algo(algo: str, seeds: int, total_steps: int, env_name: str) -> dict:
     return out
 
 
-def bench_env_only(num_envs: int, num_steps: int, env_name: str) -> dict:
+def _time_rollout(rollout) -> tuple[float, float]:
+    """(compile seconds, run seconds) of `rollout(key)`, compiled once and run once."""
     import jax
-
-    import envs
-
-    env, params = envs.make(env_name)
-    space = env.action_space(params)
-
-    def rollout(key):
-        obs, state = jax.vmap(env.reset, (0, None))(jax.random.split(key, num_envs), params)
-
-        def step(state, key):
-            k_act, k_step = jax.random.split(key)
-            action = jax.vmap(space.sample)(jax.random.split(k_act, num_envs))
-            obs, state, reward, *_ = jax.vmap(env.step, (0, 0, 0, None))(
-                jax.random.split(k_step, num_envs), state, action, params)
-            return state, reward.sum()
-
-        return jax.lax.scan(step, state, jax.random.split(key, num_steps))[1].sum()
 
     t0 = time.perf_counter()
     compiled = jax.jit(rollout).lower(jax.random.PRNGKey(0)).compile()
     compile_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     jax.block_until_ready(compiled(jax.random.PRNGKey(1)))
-    run_seconds = time.perf_counter() - t0
-    return {"case": "env_only", "env": env_name, "num_envs": num_envs, "num_steps": num_steps,
-            "compile_seconds": compile_seconds, "run_seconds": run_seconds,
-            "env_steps_per_second": num_envs * num_steps / run_seconds}
+    return compile_seconds, time.perf_counter() - t0
+
+
+def bench_env_only(num_envs: int, num_steps: int, env_name: str) -> dict:
+    """Random-action rollouts of `num_envs` envs (a task family's envs spread over its tasks).
+    For an MJX task family (one with `mj_model`), also the bare physics of the same model in the
+    same process: jit(vmap(frame_skip x mjx.step)) with random controls, no observation, reward,
+    reset or task switching, and the ratio of the two (the family's overhead)."""
+    import jax
+
+    import envs
+    from jaxrl.agents.base import batched_env
+
+    env, params = envs.make(env_name)
+    space = env.action_space(params)
+    reset_envs, step_envs = batched_env(env, params, num_envs)
+
+    def rollout(key):
+        obs, state = reset_envs(jax.random.split(key, num_envs))
+
+        def step(state, key):
+            k_act, k_step = jax.random.split(key)
+            action = jax.vmap(space.sample)(jax.random.split(k_act, num_envs))
+            obs, state, reward, *_ = step_envs(jax.random.split(k_step, num_envs), state, action)
+            return state, reward.sum()
+
+        return jax.lax.scan(step, state, jax.random.split(key, num_steps))[1].sum()
+
+    compile_seconds, run_seconds = _time_rollout(rollout)
+    result = {"case": "env_only", "env": env_name, "num_envs": num_envs, "num_steps": num_steps,
+              "compile_seconds": compile_seconds, "run_seconds": run_seconds,
+              "env_steps_per_second": num_envs * num_steps / run_seconds}
+    if hasattr(env, "mj_model"):
+        raw = bench_raw_mjx(env.mj_model(0), env.frame_skip, num_envs, num_steps)
+        result.update(raw, family_cost_vs_raw=raw["raw_mjx_steps_per_second"]
+                      / result["env_steps_per_second"])
+    return result
+
+
+def bench_raw_mjx(mj_model, frame_skip: int, num_envs: int, num_steps: int) -> dict:
+    """Env steps/s of a bare `jit(vmap(mjx.step))` (frame_skip physics steps per env step)."""
+    import jax
+    from mujoco import mjx
+
+    model = mjx.put_model(mj_model)
+    nu = mj_model.nu
+
+    def rollout(key):
+        data = jax.vmap(lambda _: mjx.make_data(model))(jax.numpy.arange(num_envs))
+
+        def step(data, key):
+            ctrl = jax.random.uniform(key, (num_envs, nu), minval=-1.0, maxval=1.0)
+            data = jax.vmap(lambda d, c: jax.lax.fori_loop(
+                0, frame_skip, lambda _, d: mjx.step(model, d), d.replace(ctrl=c)))(data, ctrl)
+            return data, data.qpos.sum()
+
+        return jax.lax.scan(step, data, jax.random.split(key, num_steps))[1].sum()
+
+    compile_seconds, run_seconds = _time_rollout(rollout)
+    return {"raw_mjx_compile_seconds": compile_seconds, "raw_mjx_run_seconds": run_seconds,
+            "raw_mjx_steps_per_second": num_envs * num_steps / run_seconds}
 
 
 def in_subprocess(args: list[str], python: str = sys.executable) -> dict:
@@ -115,21 +159,27 @@ def main() -> None:
     parser.add_argument("--total-steps", type=int, default=500_000,
                         help="env steps per seed (capped at 32M / seeds so 256 seeds stay short)")
     parser.add_argument("--env", default="CartPole-v1")
-    parser.add_argument("--env-only-envs", type=int, default=1024, help="envs in the env-only case")
+    parser.add_argument("--env-only-envs", "--batch", type=int, default=1024,
+                        help="envs in the env-only case (default %(default)s)")
+    parser.add_argument("--env-only", action="store_true", help="only the env-only case: random-"
+                        "action rollouts of --env at --batch envs (for an MJX task family also "
+                        "the bare mjx.step of the same model, raw_mjx_steps_per_second)")
+    parser.add_argument("--env-steps", type=int, default=1000, help="steps per env in the env-only "
+                        "case (default %(default)s)")
     parser.add_argument("--peer", default=None, help="python of a venv with rejax 0.1.3 installed")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:  # one measurement, in this process: no persistent cache, so compiles are cold
         kind, n = args.worker.split(":")
-        result = (bench_env_only(int(n), 1000, args.env) if kind == "env"
+        result = (bench_env_only(int(n), args.env_steps, args.env) if kind == "env"
                   else bench_algo(kind, int(n), args.total_steps, args.env))
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
 
     cases = []
-    for algo in args.algos.split(","):
+    for algo in [] if args.env_only else args.algos.split(","):
         peer_args, cap = CASES.get(algo, (None, None, 32_000_000))[1:]
         for n in [int(s) for s in args.seeds.split(",")]:
             steps = min(args.total_steps, cap // n)
@@ -145,7 +195,8 @@ def main() -> None:
                     ours["speedup_vs_peer"] = (ours["env_steps_per_second"]
                                                / peer["env_steps_per_second"])
                 print(json.dumps(peer), file=sys.stderr, flush=True)
-    cases.append(in_subprocess([__file__, "--worker", f"env:{args.env_only_envs}", "--env", args.env]))
+    cases.append(in_subprocess([__file__, "--worker", f"env:{args.env_only_envs}", "--env", args.env,
+                                "--env-steps", str(args.env_steps)]))
     print(json.dumps({"benchmark": args.algos, "cpu_count": os.cpu_count(), "cases": cases}, indent=1))
 
 

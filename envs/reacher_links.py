@@ -1,0 +1,221 @@
+"""ReacherLinks-v0: planar reaching arms with 2, 3, 4 and 5 links as one MJX task family.
+
+One MJCF model (written for this project) holds a 5-link planar arm and a target; every task runs
+that model, so all tasks are one compiled MJX program and the task is a vmap axis like the seed.
+
+* Links are 0.1 m each (fixed length), so the reach of an n-link arm is 0.1 * n: 0.2, 0.3, 0.4 and
+  0.5 m. Joints are unlimited hinges about z (damping 1, armature 1, motor gear 50, ctrl in [-1, 1];
+  gym Reacher's joint settings with a gentler gear), no contacts, no gravity in the plane.
+* Padding: an n-link task locks joints n..4 at 0 with joint equality constraints (`lock1`..`lock4`,
+  joint_i = 0) switched on per task through `mjx.Data.eq_active`, which MJX 3.17 supports for
+  equality type JOINT (the constraint rows are multiplied by `eq_active`), exactly as MuJoCo C does
+  with `MjData.eq_active`. The locks live in the data, not the model, so one `mjx.Model` serves all
+  tasks and the task params need only the link count. The lock is a soft constraint (MuJoCo's
+  default solref); with armature 1 the coupling forces it resists are tiny, so locked angles stay
+  within ~2e-5 rad (1.4e-5 measured over 200 steps of random actions).
+  Actions of locked joints are zeroed (no effect, no control cost), and their observation entries
+  are the constants cos = 1, sin = 0, velocity = 0.
+* The fingertip is the site at the end of the last active link (`tip{n-1}`).
+* The target (two slide joints, like gym's Reacher, so `qpos` alone draws a frame) is sampled
+  uniformly in the task's reachable disc at reset; the arm starts at angles U(-0.1, 0.1) and
+  velocities U(-0.005, 0.005) on its active joints.
+* A step is 2 physics steps of 0.01 s (gym Reacher's frame skip); episodes are truncated after 50
+  steps and never terminate.
+* Observation (19 floats): cos(q) [5], sin(q) [5], qdot [5], target xy [2], fingertip - target xy
+  [2]; the family appends the one-hot task id (4) unless `one_hot=False`.
+* Reward = -distance - ctrl_cost_weight * |a|^2 (a the masked, clipped action);
+  `info["reward_components"]` = [distance, ctrl_cost] (float32), named by `reward_component_names`.
+* MJX runs with a sparse mass matrix and the CG solver, so no step calls LAPACK (batched Cholesky
+  under vmap can deadlock on this CPU jax); the C model uses the same options.
+
+The inner env exposes `mj_model(task)` (the MuJoCo C model of task index `task`, or of a params
+object, with that task's locks set in `eq_active0`) and `qpos(state)` for rendering and tests;
+both are reachable through `TaskFamily` and `AutoReset` (their `__getattr__` forwards).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+from flax import struct
+from gymnax.environments import spaces
+from mujoco import mjx
+
+from envs.family import TaskFamily
+from envs.wrappers import AutoReset
+
+MAX_LINKS = 5
+LINK_LENGTH = 0.1
+FRAME_SKIP = 2
+EPISODE_STEPS = 50
+LINK_COUNTS = (2, 3, 4, 5)
+
+
+def _link_xml(i: int) -> str:
+    """Body `link{i}` (hinge `joint{i}`, capsule, end site `tip{i}`) with the later links nested."""
+    inner = _link_xml(i + 1) if i + 1 < MAX_LINKS else ""
+    pos = "0 0 0.01" if i == 0 else f"{LINK_LENGTH} 0 0"
+    return (f'<body name="link{i}" pos="{pos}"><joint name="joint{i}"/>'
+            f'<geom fromto="0 0 0 {LINK_LENGTH} 0 0"/>'
+            f'<site name="tip{i}" pos="{LINK_LENGTH} 0 0" size="0.012"/>{inner}</body>')
+
+
+MJCF = f"""
+<mujoco model="reacher_links">
+  <compiler angle="radian"/>
+  <option timestep="0.01" gravity="0 0 0" integrator="Euler" jacobian="sparse" solver="CG"
+          iterations="20" ls_iterations="10">
+    <flag contact="disable"/>
+  </option>
+  <visual><global offwidth="640" offheight="640"/><headlight diffuse="0.3 0.3 0.3"/></visual>
+  <default>
+    <joint type="hinge" axis="0 0 1" damping="1" armature="1"/>
+    <geom type="capsule" size="0.01" contype="0" conaffinity="0" rgba="0.2 0.5 0.8 1"/>
+    <site rgba="0.9 0.7 0.1 1"/>
+    <motor gear="50" ctrlrange="-1 1" ctrllimited="true"/>
+  </default>
+  <worldbody>
+    <light pos="0 0 2" dir="0 0 -1" directional="true" diffuse="0.5 0.5 0.5"/>
+    <camera name="top" pos="0 0 1.4"/>
+    <geom name="ground" type="plane" size="0.6 0.6 0.01" rgba="0.25 0.3 0.35 1"/>
+    <geom name="base" type="cylinder" size="0.02 0.01" pos="0 0 0.01" rgba="0.3 0.3 0.3 1"/>
+    {_link_xml(0)}
+    <body name="target" pos="0 0 0.01">
+      <joint name="target_x" type="slide" axis="1 0 0" damping="0" armature="0"/>
+      <joint name="target_y" type="slide" axis="0 1 0" damping="0" armature="0"/>
+      <geom type="sphere" size="0.02" rgba="0.9 0.2 0.2 1"/>
+    </body>
+  </worldbody>
+  <equality>
+    {"".join(f'<joint name="lock{i}" joint1="joint{i}" active="false"/>' for i in range(1, MAX_LINKS))}
+  </equality>
+  <actuator>
+    {"".join(f'<motor name="motor{i}" joint="joint{i}"/>' for i in range(MAX_LINKS))}
+  </actuator>
+</mujoco>
+"""
+
+
+@struct.dataclass
+class ReacherParams:
+    """One task: how many links are active, the control cost weight and the episode length (all
+    traced leaves: changing them does not recompile)."""
+
+    num_links: jax.Array
+    ctrl_cost_weight: jax.Array
+    max_steps_in_episode: jax.Array
+
+
+@struct.dataclass
+class ReacherState:
+    data: mjx.Data
+    time: jax.Array
+
+
+def _active(params: ReacherParams) -> jax.Array:
+    """[5] float mask of the task's active joints."""
+    return (jnp.arange(MAX_LINKS) < params.num_links).astype(jnp.float32)
+
+
+def sample_target(key, num_links) -> jax.Array:
+    """A target xy uniform in the disc of radius 0.1 * num_links (the arm's reach)."""
+    key_r, key_a = jax.random.split(key)
+    radius = LINK_LENGTH * num_links * jnp.sqrt(jax.random.uniform(key_r))
+    angle = jax.random.uniform(key_a, minval=-jnp.pi, maxval=jnp.pi)
+    return radius * jnp.stack([jnp.cos(angle), jnp.sin(angle)])
+
+
+def locks(num_links) -> np.ndarray:
+    """`eq_active` of an n-link task: constraint lock{i} (i = 1..4) on for joints i >= n."""
+    return np.arange(1, MAX_LINKS) >= int(num_links)
+
+
+class ReacherLinks:
+    """The 5-link planar reacher whose params pick the active link count. No auto-reset."""
+
+    reward_component_names = ("distance", "ctrl_cost")
+    frame_skip = FRAME_SKIP  # physics steps per env step (bench.py's raw-MJX comparison reads it)
+
+    def __init__(self, tasks: tuple[ReacherParams, ...] = ()):
+        self.tasks = tuple(tasks)
+        self._mj_model = mujoco.MjModel.from_xml_string(MJCF)
+        self.model = mjx.put_model(self._mj_model)
+        self._data0 = mjx.make_data(self.model)
+        self._tips = np.array([self._mj_model.site(f"tip{i}").id for i in range(MAX_LINKS)])
+
+    # --- rendering / test helpers -------------------------------------------------------------
+    def mj_model(self, task: Any = 0) -> mujoco.MjModel:
+        """A fresh MuJoCo C model of `task` (an index into `self.tasks`, or a params object with
+        a scalar `num_links`, possibly wrapped in `TaskParams`): its locks are set in `eq_active0`,
+        so `mujoco.MjData(model)` steps with them exactly like this env."""
+        params = self.tasks[task] if isinstance(task, (int, np.integer)) else task
+        params = getattr(params, "env", params)
+        model = mujoco.MjModel.from_xml_string(MJCF)
+        model.eq_active0[:] = locks(np.asarray(params.num_links))
+        return model
+
+    def qpos(self, state: ReacherState) -> jax.Array:
+        """Generalised positions [7]: joint0..4 angles, target x, y."""
+        return state.data.qpos
+
+    def qvel(self, state: ReacherState) -> jax.Array:
+        """Generalised velocities [7]."""
+        return state.data.qvel
+
+    # --- env contract -------------------------------------------------------------------------
+    def _observe(self, data: mjx.Data, params: ReacherParams) -> jax.Array:
+        active = _active(params)
+        q, qd = data.qpos[:MAX_LINKS] * active, data.qvel[:MAX_LINKS] * active
+        target = data.qpos[MAX_LINKS:]
+        return jnp.concatenate([jnp.cos(q), jnp.sin(q), qd, target,
+                                self._fingertip(data, params) - target]).astype(jnp.float32)
+
+    def _fingertip(self, data: mjx.Data, params: ReacherParams) -> jax.Array:
+        return data.site_xpos[self._tips][params.num_links - 1, :2]
+
+    def reset(self, key, params: ReacherParams):
+        key_q, key_qd, key_target = jax.random.split(key, 3)
+        active = _active(params)
+        q = jax.random.uniform(key_q, (MAX_LINKS,), minval=-0.1, maxval=0.1) * active
+        qd = jax.random.uniform(key_qd, (MAX_LINKS,), minval=-0.005, maxval=0.005) * active
+        target = sample_target(key_target, params.num_links)
+        data = self._data0.replace(qpos=jnp.concatenate([q, target]),
+                                   qvel=jnp.concatenate([qd, jnp.zeros(2)]),
+                                   eq_active=active[1:] == 0)
+        data = mjx.kinematics(self.model, data)
+        return self._observe(data, params), ReacherState(data, jnp.int32(0))
+
+    def step(self, key, state: ReacherState, action, params: ReacherParams):
+        del key  # deterministic dynamics
+        action = jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0) * _active(params)
+        data = state.data.replace(ctrl=action, eq_active=_active(params)[1:] == 0)
+        data = jax.lax.fori_loop(0, FRAME_SKIP, lambda _, d: mjx.step(self.model, d), data)
+        distance = jnp.sqrt(jnp.sum((self._fingertip(data, params) - data.qpos[MAX_LINKS:]) ** 2))
+        ctrl_cost = params.ctrl_cost_weight * jnp.sum(action**2)
+        time = state.time + 1
+        truncated = time >= params.max_steps_in_episode
+        info = {"reward_components": jnp.stack([distance, ctrl_cost]).astype(jnp.float32)}
+        return (self._observe(data, params), ReacherState(data, time),
+                (-distance - ctrl_cost).astype(jnp.float32), jnp.bool_(False), truncated, info)
+
+    def observation_space(self, params):
+        return spaces.Box(-jnp.inf, jnp.inf, (3 * MAX_LINKS + 4,), jnp.float32)
+
+    def action_space(self, params):
+        return spaces.Box(-1.0, 1.0, (MAX_LINKS,), jnp.float32)
+
+    @property
+    def num_actions(self) -> int:
+        return MAX_LINKS
+
+
+def reacher_links(one_hot: bool = True, ctrl_cost_weight: float = 0.1):
+    """The family of 2-, 3-, 4- and 5-link reachers (task t has t + 2 links), 50-step episodes."""
+    tasks = tuple(ReacherParams(jnp.int32(n), jnp.float32(ctrl_cost_weight), jnp.int32(EPISODE_STEPS))
+                  for n in LINK_COUNTS)
+    family = TaskFamily(AutoReset(ReacherLinks(tasks)), tasks, [f"links={n}" for n in LINK_COUNTS],
+                        one_hot=one_hot, max_steps_in_episode=EPISODE_STEPS)
+    return family, family.default_params()

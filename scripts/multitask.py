@@ -1,0 +1,256 @@
+"""Does training on many tasks help? Two experiments on one task family, as one command.
+
+    python scripts/multitask.py CartPoleMorph-v0 --seeds 16 --out runs/multitask-cartpole
+
+(a) Multi-task vs single-task. Each single-task network trains on one task for --steps steps with
+    --envs-per-task envs; the multi-task network (one network, told the task by a one-hot id) gets
+    envs-per-task envs on every task at once and is run twice: with K x --steps steps (the same
+    samples per task as single-task: "equal per-task") and with --steps steps (the same samples per
+    network: "equal total"). Scores: final return and area under the curve (mean return over the
+    run) per task and seed; differences from single-task per (seed, task), with 95% stratified
+    bootstrap CIs (seeds resampled within each task).
+(b) Leave-one-out transfer. For each task h: pretrain on the other K-1 tasks for --pretrain-steps,
+    then fine-tune on h for --finetune-steps from the pretrained network, against training h from
+    scratch for as long, on the same seeds. Scores: jumpstart (mean return over the first 10% of
+    updates), area under the curve, and steps to reach --threshold (the first update whose mean
+    episode return reaches it; runs that never do count as the whole budget, and the fraction that
+    reach it is reported), as paired differences fine-tuned minus scratch with 95% CIs.
+
+Writes OUT/summary.json (every number above) and OUT/curves.csv (per-update returns of every run,
+for the figures in notebooks/multitask.ipynb). OUT must not exist: results are never overwritten.
+--size sets the budgets: `tiny` (a smoke test), `cpu` (what a 2-core CPU runs in minutes: the
+default), `full` (the issue's size, for a GPU); explicit --steps/... override it."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jaxrl  # noqa: E402,F401  (XLA flags and the compile cache before jax)
+import envs  # noqa: E402
+from jaxrl import stats  # noqa: E402
+from jaxrl.agents.ppo import PPOConfig  # noqa: E402
+from jaxrl.config import ConfigError  # noqa: E402
+from jaxrl.experiment import run  # noqa: E402
+
+# Per family: PPO settings and, per size, (steps per task, pretrain steps, fine-tune steps), plus
+# the steps-to-threshold level. The MuJoCo families use normalised observations and Brax-like PPO.
+MUJOCO_PPO = dict(num_steps=64, update_epochs=4, num_minibatches=8, lr=3e-4, ent_coef=0.0,
+                  normalize_obs=True, hidden_sizes=(128, 128))
+FAMILIES = {
+    "CartPoleMorph-v0": dict(ppo={}, envs_per_task=4, threshold=300.0,
+                             tiny=(4_096, 4_096, 2_048), cpu=(150_000, 300_000, 60_000),
+                             full=(500_000, 1_000_000, 200_000)),
+    "PendulumMorph-v0": dict(ppo=dict(num_steps=256, lr=1e-3, normalize_obs=True), envs_per_task=4,
+                             threshold=-400.0, tiny=(4_096, 4_096, 2_048),
+                             cpu=(300_000, 600_000, 150_000), full=(1_000_000, 2_000_000, 500_000)),
+    "ReacherLinks-v0": dict(ppo=MUJOCO_PPO, envs_per_task=16, threshold=-10.0,
+                            tiny=(2_048, 2_048, 2_048), cpu=(200_000, 400_000, 100_000),
+                            full=(5_000_000, 10_000_000, 2_000_000)),
+    "WalkerMorph-v0": dict(ppo=MUJOCO_PPO, envs_per_task=16, threshold=1000.0,
+                           tiny=(2_048, 2_048, 2_048), cpu=(100_000, 200_000, 50_000),
+                           full=(10_000_000, 20_000_000, 5_000_000)),
+    "WalkerSkills-v0": dict(ppo=MUJOCO_PPO, envs_per_task=16, threshold=1000.0,
+                            tiny=(2_048, 2_048, 2_048), cpu=(100_000, 200_000, 50_000),
+                            full=(10_000_000, 20_000_000, 5_000_000)),
+}
+JUMPSTART_FRACTION = 0.1
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split(
+        "\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("family", help=f"task family: {', '.join(FAMILIES)}")
+    parser.add_argument("--out", required=True, help="output folder; must not exist yet")
+    parser.add_argument("--seeds", type=int, default=16, help="seeds per setting (default 16)")
+    parser.add_argument("--size", choices=("tiny", "cpu", "full"), default="cpu",
+                        help="budget preset (default cpu)")
+    parser.add_argument("--steps", type=int, help="(a) env steps per task of a single-task run")
+    parser.add_argument("--pretrain-steps", type=int, help="(b) env steps of pretraining on K-1 tasks")
+    parser.add_argument("--finetune-steps", type=int, help="(b) env steps on the held-out task")
+    parser.add_argument("--threshold", type=float, help="(b) return level for steps-to-threshold")
+    parser.add_argument("--envs-per-task", type=int, help="parallel envs per task")
+    parser.add_argument("--only", choices=("a", "b"), help="run only experiment a or b")
+    parser.add_argument("--reps", type=int, default=10_000, help="bootstrap replicates")
+    args = parser.parse_args(argv)
+    if args.family not in FAMILIES:
+        raise ConfigError(f"family: got {args.family!r}; allowed: {', '.join(FAMILIES)}")
+    if os.path.exists(args.out):
+        raise ConfigError(f"--out: {args.out} already exists; choose a new folder")
+    spec = FAMILIES[args.family]
+    defaults = dict(zip(("steps", "pretrain_steps", "finetune_steps"), spec[args.size]),
+                    threshold=spec["threshold"], envs_per_task=spec["envs_per_task"])
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    for name in ("seeds", "steps", "pretrain_steps", "finetune_steps", "envs_per_task", "reps"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')}: got {getattr(args, name)}, must be >= 1")
+    return args
+
+
+def ppo_config(args, num_tasks: int, steps: int) -> PPOConfig:
+    return PPOConfig(**{**FAMILIES[args.family]["ppo"], "num_envs": args.envs_per_task * num_tasks,
+                        "total_steps": steps})
+
+
+def paired(diff: np.ndarray, reps: int) -> dict:
+    """Mean of [seeds, tasks] paired differences with a 95% stratified bootstrap CI."""
+    point, lo, hi = stats.bootstrap_ci(diff, stats.mean, reps=reps)
+    return {"mean": float(point), "ci95": [float(lo), float(hi)]}
+
+
+def scores(per_seed_task: np.ndarray, reps: int) -> dict:
+    return stats.aggregate(per_seed_task, reps=reps)
+
+
+def curve_rows(results, label: str, task_of_row, per_task_steps: int) -> list[dict]:
+    """Per-update mean episode return of every (row, seed), for curves.csv."""
+    rows = []
+    for c in range(len(results.configs)):
+        for k, task in enumerate(task_of_row(c)):
+            name = f"task{k}_return_mean" if f"task{k}_return_mean" in results.metrics else \
+                "episode_return_mean"
+            values = results.metrics[name][c]
+            steps = (np.arange(values.shape[-1]) + 1) * per_task_steps / values.shape[-1]
+            for s, seed in enumerate(results.seeds):
+                rows += [{"experiment": label, "task": task, "seed": seed, "task_steps": int(x),
+                          "return": float(v)} for x, v in zip(steps, values[s])]
+    return rows
+
+
+def experiment_a(args, num_tasks: int, log) -> tuple[dict, list]:
+    seeds = range(args.seeds)
+    single = run("ppo", args.family, [ppo_config(args, 1, args.steps)], seeds, single_task=True,
+                 progress=log)
+    equal_task = run("ppo", args.family, [ppo_config(args, num_tasks, num_tasks * args.steps)], seeds,
+                     progress=log)
+    equal_total = run("ppo", args.family, [ppo_config(args, num_tasks, args.steps)], seeds,
+                      progress=log)
+    tasks = list(range(num_tasks))
+
+    def table(results, fraction):  # [seeds, tasks]
+        if results.single_task:
+            finals = results.final_return(fraction)
+            return np.stack([finals[t] for t in tasks], axis=1)
+        return np.stack([results.final_return(fraction, f"task{k}_return")[0] for k in tasks], 1)
+
+    out, curves = {}, []
+    base = {"final": table(single, 0.1), "auc": table(single, 1.0)}
+    for label, res in (("single_task", single), ("multi_equal_per_task", equal_task),
+                       ("multi_equal_total", equal_total)):
+        entry = {"total_steps_per_network": res.total_steps, "run_seconds": res.run_seconds,
+                 "compile_seconds": res.compile_seconds}
+        for score, fraction in (("final", 0.1), ("auc", 1.0)):
+            values = table(res, fraction)
+            entry[score] = scores(values, args.reps)
+            entry[f"{score}_per_task_iqm"] = [float(stats.iqm(values[:, t])) for t in tasks]
+            if label != "single_task":
+                entry[f"{score}_minus_single_task"] = paired(values - base[score], args.reps)
+        out[label] = entry
+        per_task = res.total_steps // (1 if res.single_task else num_tasks)
+        task_of_row = (lambda c, r=res: r.tasks[c])
+        curves += curve_rows(res, f"a/{label}", task_of_row, per_task)
+    return out, curves
+
+
+def steps_to_threshold(curve: np.ndarray, threshold: float, steps_per_update: int) -> np.ndarray:
+    """[seeds] env steps of the first update whose mean return reaches `threshold` (the whole
+    budget when none does), and whether it was reached."""
+    reached = np.nan_to_num(curve, nan=-np.inf) >= threshold
+    first = np.where(reached.any(-1), reached.argmax(-1) + 1, curve.shape[-1])
+    return first * steps_per_update, reached.any(-1)
+
+
+def experiment_b(args, num_tasks: int, log) -> tuple[dict, list]:
+    seeds = list(range(args.seeds))
+    finetune_seeds = [1000 + s for s in seeds]  # fresh env streams; seed i fine-tunes pretrain i
+    scores_by = {"jumpstart": [], "auc": [], "final": [], "steps": [], "reached": []}
+    curves = []
+    per_holdout = []
+    for held_out in range(num_tasks):
+        others = [t for t in range(num_tasks) if t != held_out]
+        pretrain = run("ppo", args.family, [ppo_config(args, num_tasks - 1, args.pretrain_steps)],
+                       seeds, tasks=others, keep_params=True, progress=log)
+        init = jax.tree.map(lambda x: x[0], pretrain.final_params)  # [seeds, ...] of config 0
+        config = ppo_config(args, 1, args.finetune_steps)
+        tuned = run("ppo", args.family, [config], finetune_seeds, tasks=[held_out], init_params=init,
+                    progress=log)
+        scratch = run("ppo", args.family, [config], finetune_seeds, tasks=[held_out], progress=log)
+        pair = {}
+        for name, res in (("finetuned", tuned), ("scratch", scratch)):
+            curve = res.metrics["episode_return_mean"][0]
+            steps, reached = steps_to_threshold(curve, args.threshold, res.steps_per_update)
+            pair[name] = {"jumpstart": _first_fraction(res, JUMPSTART_FRACTION),
+                          "auc": res.final_return(1.0)[0],
+                          "final": res.final_return()[0], "steps": steps.astype(float),
+                          "reached": reached.astype(float)}
+            curves += curve_rows(res, f"b/{name}", lambda c: [held_out], args.finetune_steps)
+        for key in scores_by:
+            scores_by[key].append((pair["finetuned"][key], pair["scratch"][key]))
+        per_holdout.append({"held_out": held_out, "pretrain_final": pretrain.summary()["final_return"]["iqm"],
+                            **{f"{k}_finetuned_iqm": float(stats.iqm(pair["finetuned"][k])) for k in
+                               ("jumpstart", "auc", "final")},
+                            **{f"{k}_scratch_iqm": float(stats.iqm(pair["scratch"][k])) for k in
+                               ("jumpstart", "auc", "final")}})
+    out = {"per_held_out_task": per_holdout, "threshold": args.threshold}
+    for key, pairs in scores_by.items():
+        tuned = np.stack([p[0] for p in pairs], axis=1)  # [seeds, tasks]
+        scratch = np.stack([p[1] for p in pairs], axis=1)
+        out[key] = {"finetuned": scores(tuned, args.reps) if key != "reached" else float(tuned.mean()),
+                    "scratch": scores(scratch, args.reps) if key != "reached" else float(scratch.mean()),
+                    "finetuned_minus_scratch": paired(tuned - scratch, args.reps)}
+    return out, curves
+
+
+def _first_fraction(results, fraction: float) -> np.ndarray:
+    """[seeds] mean return of the episodes finished in the first `fraction` of updates."""
+    first = max(1, int(round(results.num_updates * fraction)))
+    mean = results.metrics["episode_return_mean"][0, :, :first]
+    count = results.metrics["episode_return_count"][0, :, :first].astype(float)
+    total = np.where(count > 0, mean * count, 0.0).sum(-1)
+    return np.where(count.sum(-1) > 0, total / np.maximum(count.sum(-1), 1), np.nan)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        env, table = envs.make(args.family)
+    except (ConfigError, ValueError) as error:
+        print(f"multitask.py: error: {error}", file=sys.stderr)
+        return 2
+    num_tasks = envs.num_tasks(table)
+    partial = args.out.rstrip("/") + f".partial-{os.getpid()}"
+    os.makedirs(partial)
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    t0 = time.time()
+    summary = {"family": args.family, "task_names": env.task_names, "seeds": args.seeds,
+               "size": args.size, "steps_per_task": args.steps, "pretrain_steps": args.pretrain_steps,
+               "finetune_steps": args.finetune_steps, "envs_per_task": args.envs_per_task}
+    curves = []
+    if args.only in (None, "a"):
+        summary["multi_vs_single"], rows = experiment_a(args, num_tasks, log)
+        curves += rows
+    if args.only in (None, "b"):
+        summary["leave_one_out"], rows = experiment_b(args, num_tasks, log)
+        curves += rows
+    summary["wall_seconds"] = time.time() - t0
+    import pandas as pd
+
+    pd.DataFrame(curves).to_csv(os.path.join(partial, "curves.csv"), index=False)
+    with open(os.path.join(partial, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    os.replace(partial, args.out)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
