@@ -135,6 +135,23 @@ def build_parser(algo: str | None) -> Parser:
                           "training diagnostics, as PNGs.")
     plot.add_argument("run_dir", help="a folder written by `train` or `sweep`")
     plot.add_argument("--out", default=None, help="folder for the PNGs (default: RUN_DIR/plots)")
+    render = sub.add_parser("render", help="render a rollout of one task of an MJX env to a GIF",
+                            description="Roll out one task of an MJX task family (WalkerMorph-v0, "
+                            "WalkerSkills-v0, ReacherLinks-v0) with random or zero actions and "
+                            "write a GIF with MuJoCo's offscreen renderer (headless: MUJOCO_GL=egl, "
+                            "else osmesa).",
+                            epilog="example: python -m jaxrl render --env ReacherLinks-v0 --task 3 "
+                            "--out reacher.gif")
+    render.add_argument("--env", required=True, help="an MJX task family")
+    render.add_argument("--task", type=int, default=0, help="task id (default: %(default)s)")
+    render.add_argument("--out", required=True, help="the GIF to write; must not exist yet")
+    render.add_argument("--steps", type=int, default=100, help="env steps (default: %(default)s)")
+    render.add_argument("--policy", choices=("random", "zero"), default="random",
+                        help="actions: uniform random in the box, or all zero (default: %(default)s)")
+    render.add_argument("--seed", type=int, default=0, help="PRNG seed (default: %(default)s)")
+    render.add_argument("--size", type=int, default=320, help="frame width and height in pixels "
+                        "(default: %(default)s)")
+    render.add_argument("--fps", type=int, default=25, help="GIF frame rate (default: %(default)s)")
     return parser
 
 
@@ -383,6 +400,44 @@ def sweep_command(args: argparse.Namespace, configs: list) -> dict:
     return summary
 
 
+def render_command(args: argparse.Namespace) -> str:
+    """Check the render options, then roll out and write the GIF."""
+    import envs
+
+    try:
+        env, table = envs.make(args.env)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if not hasattr(env, "mj_model"):
+        raise ConfigError(f"--env: {args.env} is not an MJX task family; render needs one of "
+                          "WalkerMorph-v0, WalkerSkills-v0, ReacherLinks-v0")
+    if not 0 <= args.task < envs.num_tasks(table):
+        raise ConfigError(f"--task: got {args.task}; {args.env} has tasks 0..{envs.num_tasks(table) - 1}")
+    for name in ("steps", "size", "fps"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name}: got {getattr(args, name)}, must be >= 1")
+    if os.path.exists(args.out):
+        raise ConfigError(f"--out: {args.out} already exists; choose a new file")
+    import jax
+    import jax.numpy as jnp
+
+    from envs.render import gl_backend, render_gif
+
+    if gl_backend() is None:
+        raise ConfigError("render: no headless GL backend works here (tried MUJOCO_GL=egl and "
+                          "osmesa); install Mesa's EGL or OSMesa")
+    params = envs.task(table, args.task)
+    space = env.action_space(params)
+    key = jax.random.PRNGKey(args.seed)
+    if args.policy == "zero":
+        actions = jnp.zeros((args.steps,) + space.shape)
+    else:
+        actions = jax.random.uniform(key, (args.steps,) + space.shape, minval=space.low,
+                                     maxval=space.high)
+    return render_gif(env, params, actions, args.out, key, fps=args.fps, width=args.size,
+                      height=args.size)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -396,8 +451,11 @@ def main(argv: list[str] | None = None) -> int:
             for path in plot_run(args.run_dir, args.out):
                 print(path)
             return 0
+        if argv[0] == "render":
+            print(render_command(build_parser(None).parse_args(argv)))
+            return 0
         if argv[0] not in ("train", "sweep"):
-            raise ConfigError(f"unknown command {argv[0]!r}; allowed: train, sweep, plot")
+            raise ConfigError(f"unknown command {argv[0]!r}; allowed: train, sweep, plot, render")
         args, configs = parse_run(argv)
     except ValueError as e:  # ConfigError, or a plain ValueError from envs/plots on bad input
         print(f"jaxrl: error: {e}", file=sys.stderr)

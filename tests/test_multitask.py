@@ -116,3 +116,17 @@ def test_ppo_learns_every_cartpole_morph_task_at_once(multi_task_run):
     assert summary["final_return"]["iqm"] >= 150, summary["final_return"]
     for task in summary["per_task"]:
         assert task["final_return"]["iqm"] >= 100, task
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--env", "CartPole-v1"], "--env: CartPole-v1 is not an MJX task family"),
+    (["--env", "ReacherLinks-v0", "--task", "4"], "--task: got 4; ReacherLinks-v0 has tasks 0..3"),
+    (["--env", "ReacherLinks-v0", "--steps", "0"], "--steps: got 0, must be >= 1"),
+    (["--env", "Nope-v0"], "--env: unknown environment 'Nope-v0'"),
+])
+def test_render_bad_input_is_one_line_exit_2(tmp_path, capsys, args, message):
+    """(The GIF itself is tested in test_reacher_links.py; here the command's checks.)"""
+    out = tmp_path / "x.gif"
+    assert main(["render", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and not out.exists()
