@@ -219,6 +219,23 @@ def _first_fraction(results, fraction: float) -> np.ndarray:
     return np.where(count.sum(-1) > 0, total / np.maximum(count.sum(-1), 1), np.nan)
 
 
+def iqm_curves(curves):
+    """Per (experiment, task, task_steps): the IQM over seeds of the per-update mean return, and
+    its quartiles (NaN updates, with no finished episode, left out): small enough to commit."""
+    def summarise(group):
+        values = group["return"].to_numpy()
+        values = values[np.isfinite(values)]
+        if not values.size:
+            return pd.Series({"iqm": np.nan, "q25": np.nan, "q75": np.nan, "seeds": 0})
+        return pd.Series({"iqm": float(stats.iqm(values)), "q25": np.percentile(values, 25),
+                          "q75": np.percentile(values, 75), "seeds": values.size})
+
+    import pandas as pd
+
+    keys = ["experiment", "task", "task_steps"]
+    return curves.groupby(keys)[["return"]].apply(summarise).reset_index()
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -244,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     summary["wall_seconds"] = time.time() - t0
     import pandas as pd
 
-    pd.DataFrame(curves).to_csv(os.path.join(partial, "curves.csv"), index=False)
+    curves = pd.DataFrame(curves)
+    curves.to_csv(os.path.join(partial, "curves.csv"), index=False)
+    iqm_curves(curves).round(3).to_csv(os.path.join(partial, "curves_iqm.csv"), index=False)
     with open(os.path.join(partial, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     os.replace(partial, args.out)

@@ -130,3 +130,51 @@ def test_render_bad_input_is_one_line_exit_2(tmp_path, capsys, args, message):
     assert main(["render", *args, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and not out.exists()
+
+
+def _multitask_script():
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parent.parent / "scripts" / "multitask.py"
+    spec = importlib.util.spec_from_file_location("multitask_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_steps_to_threshold_counts_never_as_the_whole_budget():
+    script = _multitask_script()
+    curve = np.array([[1.0, np.nan, 5.0, 9.0], [1.0, 2.0, 3.0, 2.0], [7.0, 1.0, 1.0, 1.0]])
+    steps, reached = script.steps_to_threshold(curve, 5.0, steps_per_update=10)
+    np.testing.assert_array_equal(steps, [30, 40, 10])
+    np.testing.assert_array_equal(reached, [True, False, True])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["CartPole-v1"], "family: got 'CartPole-v1'"),
+    (["CartPoleMorph-v0", "--seeds", "0"], "--seeds: got 0, must be >= 1"),
+])
+def test_multitask_script_bad_input(tmp_path, capsys, args, message):
+    script = _multitask_script()
+    assert script.main(args + ["--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_multitask_script_end_to_end_tiny(tmp_path):
+    script = _multitask_script()
+    out = tmp_path / "study"
+    assert script.main(["CartPoleMorph-v0", "--size", "tiny", "--seeds", "2", "--only", "a",
+                        "--reps", "100", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    a = summary["multi_vs_single"]
+    assert set(a) == {"single_task", "multi_equal_per_task", "multi_equal_total"}
+    assert a["multi_equal_per_task"]["total_steps_per_network"] > a["single_task"]["total_steps_per_network"]
+    assert a["multi_equal_total"]["final"]["runs"] == 2 and a["multi_equal_total"]["final"]["tasks"] == 4
+    assert "final_minus_single_task" in a["multi_equal_total"]
+    import pandas as pd
+
+    curves = pd.read_csv(out / "curves_iqm.csv")
+    assert set(curves.experiment) == {f"a/{k}" for k in a} and set(curves.task) == {0, 1, 2, 3}
+    assert script.main(["CartPoleMorph-v0", "--out", str(out)]) == 2  # never overwritten
