@@ -271,3 +271,93 @@ for solver in ("gram", "kfac"):
     print(solver, bool(jnp.all(losses[:, -1] < losses[:, 0])))
 """, timeout=100)
     assert "gram True" in out and "kfac True" in out
+
+
+def test_lapack_free_inverses_match_numpy():
+    from jaxrl.optim.linalg import spd_inverse, spd_inverse_many
+
+    rng = np.random.default_rng(2)
+    mats = []
+    for n in (5, 65, 2, 64):
+        m = rng.normal(size=(n, n + 3))
+        mats.append((m @ m.T / n + 0.1 * np.eye(n)).astype(np.float32))
+    many = jax.jit(spd_inverse_many)([jnp.asarray(m) for m in mats])
+    for m, inv in zip(mats, many):
+        want = np.linalg.inv(m.astype(np.float64))
+        np.testing.assert_allclose(inv, want, rtol=0, atol=2e-4 * np.abs(want).max())
+        np.testing.assert_allclose(spd_inverse(jnp.asarray(m)), want, rtol=0,
+                                   atol=2e-4 * np.abs(want).max())
+
+
+def test_kfac_refreshes_inverses_on_schedule_even_with_a_batched_count():
+    """The refresh is a real branch on whether any vmapped run is due (an unbatched flag), so runs
+    in step invert once every kfac_inverse_every updates; a lone run refreshes exactly at counts
+    0, k, 2k, ... to damped inverses of its averaged factors, and vmapped runs whose counts differ
+    (a batched count) each get what they would get alone."""
+    q_fn = mlp_problem()[1]
+    damping, every = 1e-2, 3
+    opt = fisher_preconditioner("kfac", damping, kfac_inverse_every=every, kfac_decay=0.8,
+                                **NO_TRUST_REGION)
+
+    def one(p, b, g, t, s):
+        return opt.update(g, s, p, q_fn=q_fn, batch=b, td=t)
+
+    lone = jax.jit(one)
+    params, _, _ = mlp_problem()
+    state = opt.init(params)
+    for n in range(7):
+        params, _, batch = mlp_problem(seed=n)  # a new network and batch each update
+        grads, td = loss_and_grads(params, q_fn, batch)
+        _, new = lone(params, batch, grads, td, state)
+        for name, f in new.kfac.items():
+            old = state.kfac[name]
+            if n % every == 0:
+                a, g = np.asarray(f.a, np.float64), np.asarray(f.g, np.float64)
+                pi = np.sqrt((np.trace(a) / len(a)) / (np.trace(g) / len(g)))
+                root = np.sqrt(damping)
+                np.testing.assert_allclose(f.a_inv, np.linalg.inv(a + pi * root * np.eye(len(a))),
+                                           rtol=1e-3, atol=1e-3)
+                np.testing.assert_allclose(f.g_inv, np.linalg.inv(g + root / pi * np.eye(len(g))),
+                                           rtol=1e-3, atol=1e-3)
+            else:
+                np.testing.assert_array_equal(f.a_inv, old.a_inv)
+                np.testing.assert_array_equal(f.g_inv, old.g_inv)
+        state = new
+
+    # Three runs at counts 0, 1, 2 (then 1, 2, 3): a batched count, one vmapped program.
+    params, batch = jax.vmap(lambda seed: mlp_problem(seed=seed)[::2])(jnp.arange(3))
+    grads, td = jax.vmap(lambda p, b: loss_and_grads(p, q_fn, b))(params, batch)
+    pick = lambda t, i: jax.tree.map(lambda x: x[i], t)  # noqa: E731
+    states = []
+    for i in range(3):
+        s = opt.init(pick(params, i))
+        for _ in range(i):
+            s = lone(pick(params, i), pick(batch, i), pick(grads, i), pick(td, i), s)[1]
+        states.append(s)
+    stacked = jax.tree.map(lambda *x: jnp.stack(x), *states)
+    vmapped = jax.jit(jax.vmap(one))
+    assert "conditional" in vmapped.lower(params, batch, grads, td, stacked).compile().as_text()
+    for _ in range(2):
+        updates, new = vmapped(params, batch, grads, td, stacked)
+        for i in range(3):
+            u, s = lone(pick(params, i), pick(batch, i), pick(grads, i), pick(td, i), states[i])
+            np.testing.assert_allclose(flat(pick(updates, i)), flat(u), rtol=1e-4, atol=1e-6)
+            for got, want in zip(jax.tree.leaves(pick(new, i)), jax.tree.leaves(s)):
+                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+            states[i] = s
+        stacked = new
+
+
+def test_kfac_capture_gives_the_gradient_and_the_jacobian_vector_product():
+    from jaxrl.optim import kfac
+
+    params, q_fn, batch = mlp_problem(size=9, hidden=(5, 4), actions=3)
+    q, captured = kfac.capture(q_fn, params, batch)
+    np.testing.assert_allclose(q, q_fn(params, batch), rtol=1e-6)
+    cot = jnp.linspace(-1.0, 2.0, 9)
+    want = jax.grad(lambda p: jnp.sum(cot * q_fn(p, batch)))(params)
+    np.testing.assert_allclose(flat(kfac.gradients(captured, cot, params)), flat(want),
+                               rtol=1e-5, atol=1e-6)
+    v = jax.tree.map(lambda x: jnp.cos(jnp.arange(x.size, dtype=x.dtype).reshape(x.shape)), params)
+    jv = jax.jvp(lambda p: q_fn(p, batch), (params,), (v,))[1]
+    np.testing.assert_allclose(kfac.directional_derivative(captured, v), jv, rtol=1e-5, atol=1e-5)

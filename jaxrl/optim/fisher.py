@@ -58,6 +58,9 @@ def fisher_preconditioner(solver: str = "gram", damping: float = 1e-3, eta_max: 
                   matrix-free Fisher-vector products.
       "kfac"      per dense layer A^-1 dW G^-1 with moving-average factors (`kfac_decay`), inverses
                   refreshed every `kfac_inverse_every` (static) updates; see jaxrl.optim.kfac.
+                  Its factors and the trust region's J x come from one forward and backward pass
+                  (kfac.capture); a caller that has already made that pass (natural DQN computes
+                  its gradient from it) passes it as `kfac_capture=` to `update`.
       "diagonal"  x = grads / (diag(F) + damping): the cheap ablation.
     The trust region always measures x^T F x with the true Fisher, ||J x||^2 / B, even when
     empirical=True, because it is what bounds the change of the Q values. eta_max, delta, damping
@@ -76,7 +79,8 @@ def fisher_preconditioner(solver: str = "gram", damping: float = 1e-3, eta_max: 
         return FisherState(jnp.zeros([], jnp.int32), factors)
 
     def update(grads: PyTree, state: FisherState, params: PyTree | None = None, *,
-               q_fn: Callable[[PyTree, Any], jax.Array], batch: Any, td: jax.Array, **_):
+               q_fn: Callable[[PyTree, Any], jax.Array], batch: Any, td: jax.Array,
+               kfac_capture: dict | None = None, **_):
         if params is None:
             raise ValueError("fisher_preconditioner.update needs params (F depends on them)")
         q = lambda p: q_fn(p, batch)  # noqa: E731
@@ -102,11 +106,16 @@ def fisher_preconditioner(solver: str = "gram", damping: float = 1e-3, eta_max: 
             damped = lambda v: jax.tree.map(lambda f, v: f + damping * v, fvp(v), v)  # noqa: E731
             x = conjugate_gradient(damped, grads, cg_iters)
         else:
-            stats = kfac.layer_statistics(q_fn, params, batch, weights)
+            captured = kfac_capture if kfac_capture is not None else kfac.capture(q_fn, params,
+                                                                                   batch)[1]
+            stats = kfac.statistics(captured, weights)
             factors = kfac.update_factors(factors, stats, state.count, kfac_decay, damping,
                                           kfac_inverse_every, kfac_pi_damping)
             x = kfac.precondition(grads, factors)
-        jx = jax.jvp(q, (params,), (x,))[1]  # [B], first-order change of q per unit step
+        if solver == "kfac":  # J x from the captured pass: no further pass through the network
+            jx = kfac.directional_derivative(captured, x)
+        else:
+            jx = jax.jvp(q, (params,), (x,))[1]  # [B], first-order change of q per unit step
         xfx = jnp.maximum(jnp.mean(jx**2), jnp.finfo(jx.dtype).tiny)
         eta = jnp.minimum(eta_max, jnp.sqrt(2 * delta / xfx))
         updates = jax.tree.map(lambda x, g: (-eta * x).astype(g.dtype), x, grads)

@@ -21,8 +21,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from flax import traverse_util
+from jax.custom_batching import custom_vmap
 
-from jaxrl.optim.linalg import spd_inverse
+from jaxrl.optim.linalg import spd_inverse_many
 
 PyTree = Any
 
@@ -67,48 +68,123 @@ def init_factors(params: PyTree) -> dict[str, KFACFactors]:
     return out
 
 
+def capture(q_fn: Callable[[PyTree, Any], jax.Array], params: PyTree, batch: Any
+            ) -> tuple[jax.Array, dict[str, tuple[jax.Array, jax.Array]]]:
+    """One forward and one backward pass of q_fn: (q [B], {layer: (a [B, in(+1)], g [B, out])}),
+    a the layer's input (with a column of ones appended when the layer has a bias) and row i of
+    g = d q_i / d s_i, the gradient of sample i's Q value w.r.t. the layer's pre-activations.
+
+    Everything K-FAC needs comes from these: the factors (`statistics`), the gradient of any loss
+    of q (`gradients`) and the exact first-order change of q along a step (`directional_derivative`),
+    so a Q-learning step needs no other pass through the network."""
+    flat = traverse_util.flatten_dict(params)
+    layers = dense_layers(params)
+
+    def run(perturbations):
+        inputs = {}
+        size = None
+
+        def interceptor(next_fun, args, kwargs, context):
+            nonlocal size
+            if not (isinstance(context.module, nn.Dense) and context.method_name == "__call__"):
+                return next_fun(*args, **kwargs)
+            name = "/".join(context.module.path)
+            size = args[0].shape[0] if size is None and args[0].ndim == 2 else size
+            if name not in layers or name in inputs or args[0].ndim != 2 or len(args[0]) != size:
+                raise ValueError(f"solver='kfac' needs each dense layer called once per forward "
+                                 f"pass on a [B, in] input with its parameters in `params`; "
+                                 f"layer {name} got input shape {args[0].shape}")
+            inputs[name] = args[0]
+            return next_fun(*args, **kwargs) + perturbations.get(name, 0.0)
+
+        with nn.intercept_methods(interceptor):
+            return q_fn(params, batch), inputs
+
+    # The batch size (and the q's dtype) from an abstract evaluation: no work at run time.
+    q_shape = jax.eval_shape(lambda: run({})[0])
+    size = q_shape.shape[0]
+    zeros = {name: jnp.zeros((size, flat[prefix + ("kernel",)].shape[1]), q_shape.dtype)
+             for name, prefix in layers.items()}
+    q, pullback, inputs = jax.vjp(run, zeros, has_aux=True)
+    if set(inputs) != set(layers):
+        raise ValueError(f"solver='kfac': q_fn did not call the dense layers "
+                         f"{sorted(set(layers) - set(inputs))} through flax; K-FAC needs q_fn to "
+                         f"apply a flax model made of nn.Dense layers (e.g. jaxrl.nets.MLP)")
+    (grads,) = pullback(jnp.ones_like(q))  # row i of grads[name] = d q_i / d s_i
+    out = {}
+    for name, prefix in layers.items():
+        a = inputs[name]
+        if prefix + ("bias",) in flat:
+            a = jnp.concatenate([a, jnp.ones((size, 1), a.dtype)], axis=1)
+        out[name] = (a, grads[name])
+    return q, out
+
+
+def statistics(captured: dict, weights: jax.Array) -> dict[str, tuple[jax.Array, jax.Array]]:
+    """One batch's factors per dense layer, (A = a^T a / B, G = (w g)^T (w g) / B), from
+    `capture`; weights [B] scale each sample's g (ones: true Fisher; TD errors: empirical)."""
+    stats = {}
+    for name, (a, g) in captured.items():
+        size = a.shape[0]
+        wg = weights[:, None] * g
+        stats[name] = (a.T @ a / size, wg.T @ wg / size)
+    return stats
+
+
 def layer_statistics(q_fn: Callable[[PyTree, Any], jax.Array], params: PyTree, batch: Any,
                      weights: jax.Array) -> dict[str, tuple[jax.Array, jax.Array]]:
     """One batch's factors per dense layer: (A [in(+1), in(+1)], G [out, out]).
 
     q_fn(params, batch) -> [B] taken-action Q values; weights [B] scale each sample's
     pre-activation gradient (ones: true Fisher; TD errors: empirical Fisher)."""
+    return statistics(capture(q_fn, params, batch)[1], weights)
+
+
+def _layer_blocks(tree: PyTree) -> dict[str, jax.Array]:
+    """Per dense layer its [in(+1), out] block [kernel; bias] of a params-shaped tree."""
+    flat = traverse_util.flatten_dict(tree)
+    blocks = {}
+    for name, prefix in dense_layers(tree).items():
+        kernel, bias = prefix + ("kernel",), prefix + ("bias",)
+        blocks[name] = (flat[kernel] if bias not in flat
+                        else jnp.concatenate([flat[kernel], flat[bias][None]]))
+    return blocks
+
+
+def gradients(captured: dict, cotangent: jax.Array, params: PyTree) -> PyTree:
+    """The gradient of a loss of the Q values whose derivative is dL/dq_i = cotangent[i], from
+    `capture`: per layer a^T (cotangent * g), as a tree like `params` (what a backward pass with
+    that cotangent gives)."""
     flat = traverse_util.flatten_dict(params)
-    layers = dense_layers(params)
-    size = weights.shape[0]
+    out = dict(flat)
+    for name, prefix in dense_layers(params).items():
+        a, g = captured[name]
+        d = a.T @ (cotangent[:, None] * g)
+        kernel, bias = prefix + ("kernel",), prefix + ("bias",)
+        out[kernel] = d[: flat[kernel].shape[0]].astype(flat[kernel].dtype)
+        if bias in flat:
+            out[bias] = d[-1].astype(flat[bias].dtype)
+    return traverse_util.unflatten_dict(out)
 
-    def run(perturbations):
-        inputs = {}
 
-        def interceptor(next_fun, args, kwargs, context):
-            if not (isinstance(context.module, nn.Dense) and context.method_name == "__call__"):
-                return next_fun(*args, **kwargs)
-            name = "/".join(context.module.path)
-            if name not in layers or name in inputs or args[0].ndim != 2 or len(args[0]) != size:
-                raise ValueError(f"solver='kfac' needs each dense layer called once per forward "
-                                 f"pass on a [B={size}, in] input with its parameters in `params`; "
-                                 f"layer {name} got input shape {args[0].shape}")
-            inputs[name] = args[0]
-            return next_fun(*args, **kwargs) + perturbations[name]
+def directional_derivative(captured: dict, tangent: PyTree) -> jax.Array:
+    """J v [B], the exact first-order change of the Q values along `tangent` (a params-shaped
+    tree), from `capture`: sum over layers of row-wise (a @ [dW; db]) . g."""
+    blocks = _layer_blocks(tangent)
+    return sum(jnp.sum((a @ blocks[name].astype(a.dtype)) * g, axis=1)
+               for name, (a, g) in captured.items())
 
-        with nn.intercept_methods(interceptor):
-            return q_fn(params, batch), inputs
 
-    zeros = {name: jnp.zeros((size, flat[prefix + ("kernel",)].shape[1]), weights.dtype)
-             for name, prefix in layers.items()}
-    _, pullback, inputs = jax.vjp(run, zeros, has_aux=True)
-    if set(inputs) != set(layers):
-        raise ValueError(f"solver='kfac': q_fn did not call the dense layers "
-                         f"{sorted(set(layers) - set(inputs))} through flax; K-FAC needs q_fn to "
-                         f"apply a flax model made of nn.Dense layers (e.g. jaxrl.nets.MLP)")
-    (grads,) = pullback(weights)  # row i of grads[name] = w_i * d q_i / d s_i
-    stats = {}
-    for name, prefix in layers.items():
-        a = inputs[name]
-        if prefix + ("bias",) in flat:
-            a = jnp.concatenate([a, jnp.ones((size, 1), a.dtype)], axis=1)
-        stats[name] = (a.T @ a / size, grads[name].T @ grads[name] / size)
-    return stats
+@custom_vmap
+def _any_over_batch(flag: jax.Array) -> jax.Array:
+    """`flag` itself; under vmap, whether any run's flag is set, as an *unbatched* value, so a
+    `lax.cond` on it stays a real branch instead of becoming a select that computes both."""
+    return flag
+
+
+@_any_over_batch.def_vmap
+def _any_over_batch_rule(axis_size, in_batched, flag):
+    return (jnp.any(flag) if in_batched[0] else flag), False
 
 
 def update_factors(factors: dict[str, KFACFactors], stats: dict, count: jax.Array,
@@ -117,26 +193,45 @@ def update_factors(factors: dict[str, KFACFactors], stats: dict, count: jax.Arra
     """Moving averages (the first update, count == 0, takes the batch's factors as they are) and,
     when count % inverse_every == 0, fresh damped inverses (Tikhonov damping split between the
     factors: sqrt(damping) each, scaled by pi = sqrt((tr A / dim A) / (tr G / dim G)) if
-    pi_damping)."""
-    out = {}
+    pi_damping).
+
+    The inverses are computed in a `lax.cond` on whether *any* run refreshes at this update
+    (`_any_over_batch`), which is unbatched under vmap even when `count` is batched (e.g. a
+    checkpointed segment's state), and each run then keeps its old inverses unless its own count
+    says refresh: runs in step (every vmapped run of one program) invert once every
+    `inverse_every` updates, not at every update. All layers' factors are inverted together,
+    padded to one size (`spd_inverse_many`)."""
+    averaged = {}
     for name, f in factors.items():
         a_batch, g_batch = stats[name]
         a = jnp.where(count == 0, a_batch, decay * f.a + (1 - decay) * a_batch)
         g = jnp.where(count == 0, g_batch, decay * f.g + (1 - decay) * g_batch)
+        averaged[name] = (a, g)
+    names = list(factors)
 
-        def invert(a=a, g=g):
+    def invert():
+        damped = []
+        for name in names:
+            a, g = averaged[name]
             pi = 1.0
             if pi_damping:
                 tiny = jnp.finfo(a.dtype).tiny
                 pi = jnp.sqrt(jnp.maximum(jnp.trace(a) / a.shape[0], tiny)
                               / jnp.maximum(jnp.trace(g) / g.shape[0], tiny))
             root = jnp.sqrt(damping)
-            return (spd_inverse(a + pi * root * jnp.eye(a.shape[0])),
-                    spd_inverse(g + root / pi * jnp.eye(g.shape[0])))
+            damped += [a + pi * root * jnp.eye(a.shape[0]), g + root / pi * jnp.eye(g.shape[0])]
+        return spd_inverse_many(damped)
 
-        keep = lambda f=f: (f.a_inv, f.g_inv)  # noqa: E731
-        a_inv, g_inv = jax.lax.cond(count % inverse_every == 0, invert, keep)
-        out[name] = KFACFactors(a, g, a_inv, g_inv)
+    def keep():
+        return [m for name in names for m in (factors[name].a_inv, factors[name].g_inv)]
+
+    refresh = count % inverse_every == 0
+    fresh = jax.lax.cond(_any_over_batch(refresh), invert, keep)
+    out = {}
+    for i, name in enumerate(names):
+        a_inv = jnp.where(refresh, fresh[2 * i], factors[name].a_inv)
+        g_inv = jnp.where(refresh, fresh[2 * i + 1], factors[name].g_inv)
+        out[name] = KFACFactors(*averaged[name], a_inv, g_inv)
     return out
 
 
@@ -144,11 +239,11 @@ def precondition(grads: PyTree, factors: dict[str, KFACFactors]) -> PyTree:
     """Per layer A^-1 [dW; db] G^-1 (kernel layout [in, out]); same structure as `grads`."""
     flat = traverse_util.flatten_dict(grads)
     out = dict(flat)
+    blocks = _layer_blocks(grads)
     for name, prefix in dense_layers(grads).items():
         f = factors[name]
         kernel, bias = prefix + ("kernel",), prefix + ("bias",)
-        d = flat[kernel] if bias not in flat else jnp.concatenate([flat[kernel], flat[bias][None]])
-        x = f.a_inv @ d @ f.g_inv
+        x = f.a_inv @ blocks[name] @ f.g_inv
         out[kernel] = x[: flat[kernel].shape[0]]
         if bias in flat:
             out[bias] = x[-1]

@@ -48,4 +48,32 @@ def spd_solve(m: jax.Array, b: jax.Array) -> jax.Array:
 
 
 def spd_inverse(m: jax.Array) -> jax.Array:
-    return spd_solve(m, jnp.eye(m.shape[0], dtype=m.dtype))
+    """m^-1 = L^-T L^-1 for a symmetric positive-definite m [n, n]: one Cholesky loop, one
+    forward-substitution loop for L^-1 (no backward loop) and a matmul, exactly symmetric."""
+    lower = cholesky(m)
+    n = m.shape[0]
+    eye = jnp.eye(n, dtype=m.dtype)
+
+    def forward(i, y):  # L y = I; rows i.. of y are still zero
+        return y.at[i].set((eye[i] - lower[i] @ y) / lower[i, i])
+
+    inv_lower = jax.lax.fori_loop(0, n, forward, jnp.zeros_like(m))
+    return inv_lower.T @ inv_lower
+
+
+def spd_inverse_many(ms: list[jax.Array]) -> list[jax.Array]:
+    """The inverses of several small SPD matrices of any sizes, computed together: each is padded
+    to the largest size with an identity block (inverse(blockdiag(m, I)) = blockdiag(m^-1, I)) and
+    the stack goes through one batched `spd_inverse`, so the sequential loops run once (n steps
+    for the largest n) instead of once per matrix."""
+    if len(ms) == 1:
+        return [spd_inverse(ms[0])]
+    n = max(m.shape[0] for m in ms)
+
+    def pad(m):
+        d = m.shape[0]
+        ones = jnp.concatenate([jnp.zeros(d, m.dtype), jnp.ones(n - d, m.dtype)])
+        return jnp.pad(m, ((0, n - d), (0, n - d))) + jnp.diag(ones)
+
+    inverses = jax.vmap(spd_inverse)(jnp.stack([pad(m) for m in ms]))
+    return [inverses[i, : m.shape[0], : m.shape[0]] for i, m in enumerate(ms)]

@@ -13,7 +13,9 @@ One metrics row per update.
 `make_optimizer(config)` (a hook, Adam with a gradient clip by default) builds the optimizer from
 the config's leaves; its `update` is also given `q_fn` (params, batch -> the taken actions' Q
 values [B]), `batch` and `td` (the TD errors [B]) as keyword arguments, which optax.chain passes
-to transformations that take them and plain optax ones ignore. Natural DQN
+to transformations that take them and plain optax ones ignore. `gradient` (a hook, `dqn_gradient`
+by default) computes the loss gradient and those keyword arguments; natural DQN with K-FAC
+replaces it to get the gradient and K-FAC's statistics from one pass. Natural DQN
 (jaxrl.agents.natural_dqn) is this loop with a Fisher-preconditioned optimizer."""
 from __future__ import annotations
 
@@ -63,7 +65,18 @@ def adam(config: DQNConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr))
 
 
-def make_train(config: DQNConfig, env, env_params, make_optimizer=adam) -> Trainer:
+def dqn_gradient(config: DQNConfig, params, target_params, batch, apply_fn, q_fn):
+    """The default `gradient` hook of make_train: jax.grad of dqn_loss. Returns (grads, metrics,
+    optimizer_kwargs): the scalar metrics (td_loss, q_mean) and the keyword arguments handed to
+    the optimizer's update besides q_fn and batch (here the TD errors, `td`)."""
+    grads, losses = jax.grad(dqn_loss, has_aux=True)(
+        params, target_params, apply_fn, batch, config.gamma, config.double, config.loss)
+    td = losses.pop("td")
+    return grads, losses, {"td": td}
+
+
+def make_train(config: DQNConfig, env, env_params, make_optimizer=adam,
+               gradient=dqn_gradient) -> Trainer:
     num_actions = env.action_space(env_params).n
     eval_env = env
     env = envs.EpisodeStats(env)
@@ -73,7 +86,7 @@ def make_train(config: DQNConfig, env, env_params, make_optimizer=adam) -> Train
     num_envs, train_frequency = config.num_envs, config.train_frequency
     warmup = num_warmup_updates(config)
     use_target = config.target_network_frequency > 0
-    target_every, double, loss_name = config.target_network_frequency, config.double, config.loss
+    target_every = config.target_network_frequency
     batch_size, buffer_size, total_steps = config.batch_size, config.buffer_size, config.total_steps
     reset_envs = jax.vmap(env.reset, in_axes=(0, None))
     step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None))
@@ -122,10 +135,10 @@ def make_train(config: DQNConfig, env, env_params, make_optimizer=adam) -> Train
         def gradient_step(args):
             params, target_params, opt_state, buffer, key = args
             batch = buffers.sample(buffer, key, batch_size)
-            grads, losses = jax.grad(dqn_loss, has_aux=True)(
-                params, target_params, network.apply, batch, config.gamma, double, loss_name)
+            grads, losses, extra = gradient(config, params, target_params, batch, network.apply,
+                                            taken_q)
             updates, opt_state = optimizer.update(grads, opt_state, params, q_fn=taken_q,
-                                                  batch=batch, td=losses.pop("td"))
+                                                  batch=batch, **extra)
             params = optax.apply_updates(params, updates)
             if use_target:  # Polyak (tau = 1: a copy) whenever a multiple of target_every has passed
                 done = (index + 1) * train_frequency

@@ -2,7 +2,7 @@
 gradient step is preconditioned by the Fisher (Gauss-Newton) matrix of the Q values with a trust
 region (jaxrl.optim.fisher_preconditioner) instead of Adam."""
 from jaxrl.agents.dqn.train import steps_per_update
-from jaxrl.agents.natural_dqn.config import NaturalDQNConfig
+from jaxrl.agents.natural_dqn.config import SOLVER_DEFAULTS, NaturalDQNConfig
 from jaxrl.agents.natural_dqn.train import make_optimizer, make_train, validate
 
-__all__ = ["NaturalDQNConfig", "make_optimizer", "make_train", "steps_per_update", "validate"]
+__all__ = ["NaturalDQNConfig", "SOLVER_DEFAULTS", "make_optimizer", "make_train", "steps_per_update", "validate"]
