@@ -177,6 +177,10 @@ def parse_run(argv: list[str]) -> tuple[argparse.Namespace, list]:
         if getattr(args, name, 0) < 0:
             raise ConfigError(f"{option(name)}: got {getattr(args, name)}, must be >= 0")
     fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(spec.Config)}
+    if hasattr(spec.Config, "implied_defaults"):  # defaults that depend on another option's value
+        given = {a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
+        fields.update({name: value for name, value in spec.Config.implied_defaults(fields).items()
+                       if name not in given})
     config = spec.Config(**fields)
     configs = sweep_configs(args, config) if args.command == "sweep" else [config]
     import envs

@@ -142,3 +142,15 @@ def test_natural_dqn_learns_cartpole(solver, threshold):
 
 LEARNING = {"gram": dict(total_steps=200_000), "cg": dict(total_steps=200_000),
             "kfac": dict(total_steps=200_000)}
+
+
+def test_cli_applies_the_solvers_defaults_unless_given():
+    from jaxrl.cli import parse_run
+
+    base = ["train", "--algo", "natural_dqn", "--out", "unused-out"]
+    cases = [([], (0.1, 0.1)), (["--preconditioner", "cg"], (1.0, 0.3)),
+             (["--preconditioner", "cg", "--lr", "0.5"], (0.5, 0.3)),
+             (["--preconditioner=cg", "--damping=0.2"], (1.0, 0.2))]
+    for extra, (lr, damping) in cases:
+        _, (config,) = parse_run(base + extra)
+        assert (config.lr, config.damping) == (lr, damping), extra

@@ -5,8 +5,9 @@ with a loose trust region is a full Gauss-Newton step. `max_grad_norm` clips g a
 
 The field defaults (lr 0.1, damping 0.1, delta 0.1) are tuned for kfac and gram. Solvers tuned to
 other values list them in SOLVER_DEFAULTS, the one place for per-solver defaults;
-`NaturalDQNConfig.for_solver("cg", **overrides)` applies them (the CLI does not: pass them as
-options, e.g. `--preconditioner cg --lr 1 --damping 0.3`)."""
+`NaturalDQNConfig.for_solver("cg", **overrides)` applies them, and so does the CLI for the options
+not given on the command line (`--preconditioner cg` means lr 1, damping 0.3 unless --lr/--damping
+say otherwise)."""
 from __future__ import annotations
 
 from flax import struct
@@ -26,7 +27,7 @@ class NaturalDQNConfig(DQNConfig):
     lr: float = hparam(0.1, "eta_max: the largest natural-gradient step, min(lr, sqrt(2 delta / "
                        "x^T F x)); 1 = a full Gauss-Newton step (traced)", low_open=True)
     preconditioner: str = static("kfac", "Fisher solver: gram (exact B x B solve), cg, kfac or "
-                                 "diagonal", minimum=None)
+                                 "diagonal; cg's own defaults: lr 1, damping 0.3", minimum=None)
     damping: float = hparam(0.1, "Tikhonov damping of the Fisher, (F + damping I)", low_open=True)
     delta: float = hparam(0.1, "trust region: the RMS change of the batch's Q values per step is at "
                           "most sqrt(2 delta)", low_open=True)
@@ -35,6 +36,11 @@ class NaturalDQNConfig(DQNConfig):
     kfac_inverse_every: int = static(10, "gradient steps between K-FAC inverse refreshes")
     empirical_fisher: bool = static(False, "use the empirical Fisher J^T diag(td^2) J / B (an "
                                     "ablation) instead of J^T J / B", minimum=None)
+
+    @staticmethod
+    def implied_defaults(fields: dict) -> dict:
+        """The CLI's hook: the chosen solver's SOLVER_DEFAULTS (for options not given)."""
+        return SOLVER_DEFAULTS.get(fields["preconditioner"], {})
 
     @classmethod
     def for_solver(cls, preconditioner: str, **overrides) -> "NaturalDQNConfig":
