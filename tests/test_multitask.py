@@ -178,3 +178,14 @@ def test_multitask_script_end_to_end_tiny(tmp_path):
     curves = pd.read_csv(out / "curves_iqm.csv")
     assert set(curves.experiment) == {f"a/{k}" for k in a} and set(curves.task) == {0, 1, 2, 3}
     assert script.main(["CartPoleMorph-v0", "--out", str(out)]) == 2  # never overwritten
+
+
+def test_dqn_spreads_its_envs_over_tasks_too():
+    from jaxrl.agents.dqn import DQNConfig
+
+    config = DQNConfig(total_steps=4 * 8 * 30, num_envs=4, learning_starts=64, buffer_size=512,
+                       batch_size=16, hidden_sizes=(16,))
+    results = run("dqn", "CartPoleMorph-v0", [config], [0], progress=None)
+    counts = [results.metrics[f"task{k}_return_count"].sum() for k in range(4)]
+    assert all(c > 0 for c in counts)  # every task's envs finished episodes
+    assert sum(counts) == results.metrics["episode_return_count"].sum()

@@ -28,7 +28,7 @@ import optax
 
 import envs
 from jaxrl import buffers
-from jaxrl.agents.base import Trainer
+from jaxrl.agents.base import Trainer, batched_env, check_task_spread
 from jaxrl.agents.offpolicy import (num_updates, num_warmup_updates, steps_per_update,
                                     validate_replay)
 from jaxrl.agents.dqn.config import DQNConfig
@@ -56,6 +56,7 @@ class QNetwork(nn.Module):
 def validate(config: DQNConfig, env, env_params) -> None:
     """Raise ConfigError, naming the option, for any config this env cannot train with."""
     check_fields(config)
+    check_task_spread(config.num_envs, env_params)
     if not envs.is_discrete(env, env_params):
         raise ConfigError(f"--algo dqn: needs a Discrete action space, got {env.action_space(env_params)}")
     validate_replay(config)
@@ -88,8 +89,8 @@ def make_train(config: DQNConfig, env, env_params, make_optimizer=adam,
     use_target = config.target_network_frequency > 0
     target_every = config.target_network_frequency
     batch_size, buffer_size, total_steps = config.batch_size, config.buffer_size, config.total_steps
-    reset_envs = jax.vmap(env.reset, in_axes=(0, None))
-    step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    reset_envs, step_envs = batched_env(env, env_params, num_envs)
+    task_index = envs.env_task_index(env_params, num_envs)  # None unless a task table
 
     def taken_q(params, batch):  # [B]
         q = network.apply(params, batch["obs"])
@@ -102,7 +103,7 @@ def make_train(config: DQNConfig, env, env_params, make_optimizer=adam,
 
     def init(config: DQNConfig, key: jax.Array) -> dict:
         key, init_key, reset_key = jax.random.split(key, 3)
-        obs, env_state = reset_envs(jax.random.split(reset_key, num_envs), env_params)
+        obs, env_state = reset_envs(jax.random.split(reset_key, num_envs))
         params = network.init(init_key, jnp.zeros(obs_shape))
         buffer = buffers.init({"obs": obs[0], "action": jnp.int32(0), "reward": jnp.float32(0.0),
                                "next_obs": obs[0], "terminated": jnp.bool_(False),
@@ -124,7 +125,7 @@ def make_train(config: DQNConfig, env, env_params, make_optimizer=adam,
             action = jnp.where(explore, jax.random.randint(random_key, (num_envs,), 0, num_actions),
                                greedy)
             next_obs, env_state, reward, terminated, truncated, info = step_envs(
-                jax.random.split(step_key, num_envs), env_state, action, env_params)
+                jax.random.split(step_key, num_envs), env_state, action)
             buffer = buffers.add(buffer, {"obs": obs, "action": action, "reward": reward,
                                           "next_obs": info["final_observation"],
                                           "terminated": terminated, "truncated": truncated})
@@ -164,7 +165,7 @@ def make_train(config: DQNConfig, env, env_params, make_optimizer=adam,
         params, target_params, opt_state, losses = jax.lax.cond(
             index >= warmup, gradient_step, no_gradient_step,
             (params, state["target_params"], state["opt_state"], buffer, sample_key))
-        metrics = {**episode_metrics(episodes), **losses,
+        metrics = {**episode_metrics(episodes, task_index, envs.num_tasks(env_params)), **losses,
                    "epsilon": epsilon_at(config, iterations[-1] * num_envs)}
         return {"params": params, "target_params": target_params, "opt_state": opt_state,
                 "buffer": buffer, "env_state": env_state, "obs": obs, "key": key,

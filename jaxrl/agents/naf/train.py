@@ -35,7 +35,7 @@ import optax
 
 import envs
 from jaxrl import buffers
-from jaxrl.agents.base import Trainer
+from jaxrl.agents.base import Trainer, batched_env, check_task_spread
 from jaxrl.agents.offpolicy import (num_updates, num_warmup_updates, steps_per_update,
                                     validate_replay)
 from jaxrl.agents.naf.config import NAFConfig
@@ -72,6 +72,7 @@ def default_optimizer(config: NAFConfig) -> optax.GradientTransformation:
 def validate(config: NAFConfig, env, env_params) -> None:
     """Raise ConfigError, naming the option, for any config this env cannot train with."""
     check_fields(config)
+    check_task_spread(config.num_envs, env_params)
     space = env.action_space(env_params)
     if envs.is_discrete(env, env_params) or len(getattr(space, "shape", ())) != 1:
         raise ConfigError(f"--algo naf: needs a continuous (Box) action space, got {space}")
@@ -102,8 +103,8 @@ def make_train(config: NAFConfig, env, env_params,
     num_envs, train_frequency = config.num_envs, config.train_frequency
     warmup, learning_starts = num_warmup_updates(config), config.learning_starts
     batch_size, buffer_size, total_steps = config.batch_size, config.buffer_size, config.total_steps
-    reset_envs = jax.vmap(env.reset, in_axes=(0, None))
-    step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    reset_envs, step_envs = batched_env(env, env_params, num_envs)
+    task_index = envs.env_task_index(env_params, num_envs)  # None unless a task table
 
     def to_env_action(action):  # normalised [-1, 1] -> the env's box
         return center + half_range * action
@@ -118,7 +119,7 @@ def make_train(config: NAFConfig, env, env_params,
 
     def init(config: NAFConfig, key: jax.Array) -> dict:
         key, init_key, reset_key = jax.random.split(key, 3)
-        obs, env_state = reset_envs(jax.random.split(reset_key, num_envs), env_params)
+        obs, env_state = reset_envs(jax.random.split(reset_key, num_envs))
         params = network.init(init_key, jnp.zeros(obs_shape))
         buffer = buffers.init({"obs": obs[0], "action": jnp.zeros(action_dim, jnp.float32),
                                "reward": jnp.float32(0.0), "next_obs": obs[0],
@@ -141,7 +142,7 @@ def make_train(config: NAFConfig, env, env_params,
             uniform = jax.random.uniform(random_key, mu.shape, minval=-1.0, maxval=1.0)
             action = jnp.where(iteration * num_envs < learning_starts, uniform, noisy)
             next_obs, env_state, reward, terminated, truncated, info = step_envs(
-                jax.random.split(step_key, num_envs), env_state, to_env_action(action), env_params)
+                jax.random.split(step_key, num_envs), env_state, to_env_action(action))
             buffer = buffers.add(buffer, {"obs": obs, "action": action, "reward": reward,
                                           "next_obs": info["final_observation"],
                                           "terminated": terminated, "truncated": truncated})
@@ -179,7 +180,7 @@ def make_train(config: NAFConfig, env, env_params,
         params, target_params, opt_state, losses = jax.lax.cond(
             index >= warmup, gradient_step, no_gradient_step,
             (params, state["target_params"], state["opt_state"], buffer, sample_key))
-        metrics = {**episode_metrics(episodes), **losses,
+        metrics = {**episode_metrics(episodes, task_index, envs.num_tasks(env_params)), **losses,
                    "mu_saturated": episodes["mu_saturated"].mean(),
                    "noise": noise_at(config, iterations[-1] * num_envs)}
         return {"params": params, "target_params": target_params, "opt_state": opt_state,
