@@ -6,10 +6,13 @@ import os
 import jax
 
 
-def enable_compilation_cache(path: str | None = None) -> str:
+def enable_compilation_cache(path: str | None = None) -> str | None:
     """Point JAX's persistent compilation cache at `path` (default $JAXRL_CACHE_DIR or
     ~/.cache/jaxrl/xla) and cache every program that took more than half a second to compile.
-    `import jaxrl` calls this unless JAXRL_CACHE_DIR=off."""
+    `import jaxrl` calls this; JAXRL_CACHE_DIR=off (cold compiles, e.g. for benchmarks) makes it
+    do nothing and return None."""
+    if path is None and os.environ.get("JAXRL_CACHE_DIR") == "off":
+        return None
     path = path or os.environ.get("JAXRL_CACHE_DIR") or os.path.expanduser("~/.cache/jaxrl/xla")
     os.makedirs(path, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", path)
