@@ -278,7 +278,7 @@ def test_lapack_free_inverses_match_numpy():
 
     rng = np.random.default_rng(2)
     mats = []
-    for n in (5, 65, 2, 64):
+    for n in (5, 65, 2, 64, 3, 130):  # groups: 130 | 65, 64 | 5, 3 | 2
         m = rng.normal(size=(n, n + 3))
         mats.append((m @ m.T / n + 0.1 * np.eye(n)).astype(np.float32))
     many = jax.jit(spd_inverse_many)([jnp.asarray(m) for m in mats])

@@ -199,7 +199,7 @@ def update_factors(factors: dict[str, KFACFactors], stats: dict, count: jax.Arra
     (`_any_over_batch`), which is unbatched under vmap even when `count` is batched (e.g. a
     checkpointed segment's state), and each run then keeps its old inverses unless its own count
     says refresh: runs in step (every vmapped run of one program) invert once every
-    `inverse_every` updates, not at every update. All layers' factors are inverted together,
+    `inverse_every` updates, not at every update. Factors of similar size are inverted together,
     padded to one size (`spd_inverse_many`)."""
     averaged = {}
     for name, f in factors.items():

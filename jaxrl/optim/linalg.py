@@ -62,18 +62,33 @@ def spd_inverse(m: jax.Array) -> jax.Array:
 
 
 def spd_inverse_many(ms: list[jax.Array]) -> list[jax.Array]:
-    """The inverses of several small SPD matrices of any sizes, computed together: each is padded
-    to the largest size with an identity block (inverse(blockdiag(m, I)) = blockdiag(m^-1, I)) and
-    the stack goes through one batched `spd_inverse`, so the sequential loops run once (n steps
-    for the largest n) instead of once per matrix."""
-    if len(ms) == 1:
-        return [spd_inverse(ms[0])]
-    n = max(m.shape[0] for m in ms)
+    """The inverses of several small SPD matrices of any sizes. Matrices of similar size (each at
+    least half the largest of its group) are computed together: padded to the group's largest size
+    with an identity block (inverse(blockdiag(m, I)) = blockdiag(m^-1, I)), the stack goes through
+    one batched `spd_inverse`, so the sequential loops run once per group instead of once per
+    matrix, while a large factor (a 401 x 401 input factor next to 65 x 65 ones) is not made to
+    pad every small one to its size."""
+    order = sorted(range(len(ms)), key=lambda i: -ms[i].shape[0])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and 2 * ms[i].shape[0] >= ms[groups[-1][0]].shape[0]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    out: list[jax.Array | None] = [None] * len(ms)
+    for group in groups:
+        n = ms[group[0]].shape[0]
+        if len(group) == 1:
+            out[group[0]] = spd_inverse(ms[group[0]])
+            continue
 
-    def pad(m):
-        d = m.shape[0]
-        ones = jnp.concatenate([jnp.zeros(d, m.dtype), jnp.ones(n - d, m.dtype)])
-        return jnp.pad(m, ((0, n - d), (0, n - d))) + jnp.diag(ones)
+        def pad(m):
+            d = m.shape[0]
+            ones = jnp.concatenate([jnp.zeros(d, m.dtype), jnp.ones(n - d, m.dtype)])
+            return jnp.pad(m, ((0, n - d), (0, n - d))) + jnp.diag(ones)
 
-    inverses = jax.vmap(spd_inverse)(jnp.stack([pad(m) for m in ms]))
-    return [inverses[i, : m.shape[0], : m.shape[0]] for i, m in enumerate(ms)]
+        inverses = jax.vmap(spd_inverse)(jnp.stack([pad(ms[i]) for i in group]))
+        for k, i in enumerate(group):
+            d = ms[i].shape[0]
+            out[i] = inverses[k, :d, :d]
+    return out
