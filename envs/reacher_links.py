@@ -15,7 +15,8 @@ that model, so all tasks are one compiled MJX program and the task is a vmap axi
   within ~2e-5 rad (1.4e-5 measured over 200 steps of random actions).
   Actions of locked joints are zeroed (no effect, no control cost), and their observation entries
   are the constants cos = 1, sin = 0, velocity = 0.
-* The fingertip is the site at the end of the last active link (`tip{n-1}`).
+* The fingertip is the site at the end of the last active link (`tip{n-1}`), computed from the
+  step's final qpos (`fingertip`: planar forward kinematics, checked against MuJoCo's site).
 * The target (two slide joints, like gym's Reacher, so `qpos` alone draws a frame) is sampled
   uniformly in the task's reachable disc at reset; the arm starts at angles U(-0.1, 0.1) and
   velocities U(-0.005, 0.005) on its active joints.
@@ -27,10 +28,13 @@ that model, so all tasks are one compiled MJX program and the task is a vmap axi
   `info["reward_components"]` = [distance, ctrl_cost] (float32), named by `reward_component_names`.
 * MJX runs with a sparse mass matrix and the CG solver, so no step calls LAPACK (batched Cholesky
   under vmap can deadlock on this CPU jax); the C model uses the same options.
+* The env resets itself inside `step` (`envs.mjx_base.MjxEnv`'s light auto-reset: an episode ending
+  at `step(key, ...)` restarts as `reset(key, ...)` would start it).
 
 The inner env exposes `mj_model(task)` (the MuJoCo C model of task index `task`, or of a params
-object, with that task's locks set in `eq_active0`) and `qpos(state)` for rendering and tests;
-both are reachable through `TaskFamily` and `AutoReset` (their `__getattr__` forwards).
+object, with that task's locks set in `eq_active0`), `qpos(state)` and `qvel(state)` for rendering
+and tests, and `transition` (a step without auto-reset); all are reachable through `TaskFamily`
+(its `__getattr__` forwards).
 """
 from __future__ import annotations
 
@@ -45,7 +49,7 @@ from gymnax.environments import spaces
 from mujoco import mjx
 
 from envs.family import TaskFamily
-from envs.wrappers import AutoReset
+from envs.mjx_base import MjxEnv, MjxState
 
 MAX_LINKS = 5
 LINK_LENGTH = 0.1
@@ -109,10 +113,7 @@ class ReacherParams:
     max_steps_in_episode: jax.Array
 
 
-@struct.dataclass
-class ReacherState:
-    data: mjx.Data
-    time: jax.Array
+ReacherState = MjxState
 
 
 def _active(params: ReacherParams) -> jax.Array:
@@ -128,13 +129,24 @@ def sample_target(key, num_links) -> jax.Array:
     return radius * jnp.stack([jnp.cos(angle), jnp.sin(angle)])
 
 
+def fingertip(qpos, num_links) -> jax.Array:
+    """xy of site `tip{num_links - 1}` at `qpos`, by the planar chain's forward kinematics (hinges
+    about z, links of LINK_LENGTH from the origin). Cheaper than reading MuJoCo's `site_xpos` after
+    a step (which also lags one substep behind qpos): a vmapped step whose outputs need the
+    stepped data's kinematics costs ~30% more than one that needs only qpos/qvel."""
+    angles = jnp.cumsum(qpos[:MAX_LINKS])
+    active = jnp.arange(MAX_LINKS) < num_links
+    return LINK_LENGTH * jnp.stack([jnp.sum(jnp.cos(angles) * active),
+                                    jnp.sum(jnp.sin(angles) * active)])
+
+
 def locks(num_links) -> np.ndarray:
     """`eq_active` of an n-link task: constraint lock{i} (i = 1..4) on for joints i >= n."""
     return np.arange(1, MAX_LINKS) >= int(num_links)
 
 
-class ReacherLinks:
-    """The 5-link planar reacher whose params pick the active link count. No auto-reset."""
+class ReacherLinks(MjxEnv):
+    """The 5-link planar reacher whose params pick the active link count."""
 
     reward_component_names = ("distance", "ctrl_cost")
     frame_skip = FRAME_SKIP  # physics steps per env step (bench.py's raw-MJX comparison reads it)
@@ -144,9 +156,7 @@ class ReacherLinks:
         self._mj_model = mujoco.MjModel.from_xml_string(MJCF)
         self.model = mjx.put_model(self._mj_model)
         self._data0 = mjx.make_data(self.model)
-        self._tips = np.array([self._mj_model.site(f"tip{i}").id for i in range(MAX_LINKS)])
 
-    # --- rendering / test helpers -------------------------------------------------------------
     def mj_model(self, task: Any = 0) -> mujoco.MjModel:
         """A fresh MuJoCo C model of `task` (an index into `self.tasks`, or a params object with
         a scalar `num_links`, possibly wrapped in `TaskParams`): its locks are set in `eq_active0`,
@@ -157,48 +167,36 @@ class ReacherLinks:
         model.eq_active0[:] = locks(np.asarray(params.num_links))
         return model
 
-    def qpos(self, state: ReacherState) -> jax.Array:
-        """Generalised positions [7]: joint0..4 angles, target x, y."""
-        return state.data.qpos
-
-    def qvel(self, state: ReacherState) -> jax.Array:
-        """Generalised velocities [7]."""
-        return state.data.qvel
-
-    # --- env contract -------------------------------------------------------------------------
-    def _observe(self, data: mjx.Data, params: ReacherParams) -> jax.Array:
+    # --- MjxEnv -------------------------------------------------------------------------------
+    def observe(self, data: mjx.Data, params: ReacherParams) -> jax.Array:
         active = _active(params)
         q, qd = data.qpos[:MAX_LINKS] * active, data.qvel[:MAX_LINKS] * active
         target = data.qpos[MAX_LINKS:]
         return jnp.concatenate([jnp.cos(q), jnp.sin(q), qd, target,
-                                self._fingertip(data, params) - target]).astype(jnp.float32)
+                                fingertip(data.qpos, params.num_links) - target]).astype(jnp.float32)
 
-    def _fingertip(self, data: mjx.Data, params: ReacherParams) -> jax.Array:
-        return data.site_xpos[self._tips][params.num_links - 1, :2]
-
-    def reset(self, key, params: ReacherParams):
+    def initial_data(self, key, params: ReacherParams) -> mjx.Data:
         key_q, key_qd, key_target = jax.random.split(key, 3)
         active = _active(params)
         q = jax.random.uniform(key_q, (MAX_LINKS,), minval=-0.1, maxval=0.1) * active
         qd = jax.random.uniform(key_qd, (MAX_LINKS,), minval=-0.005, maxval=0.005) * active
         target = sample_target(key_target, params.num_links)
-        data = self._data0.replace(qpos=jnp.concatenate([q, target]),
+        return self._data0.replace(qpos=jnp.concatenate([q, target]),
                                    qvel=jnp.concatenate([qd, jnp.zeros(2)]),
                                    eq_active=active[1:] == 0)
-        data = mjx.kinematics(self.model, data)
-        return self._observe(data, params), ReacherState(data, jnp.int32(0))
 
-    def step(self, key, state: ReacherState, action, params: ReacherParams):
+    def transition(self, key, state: MjxState, action, params: ReacherParams):
         del key  # deterministic dynamics
         action = jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0) * _active(params)
         data = state.data.replace(ctrl=action, eq_active=_active(params)[1:] == 0)
         data = jax.lax.fori_loop(0, FRAME_SKIP, lambda _, d: mjx.step(self.model, d), data)
-        distance = jnp.sqrt(jnp.sum((self._fingertip(data, params) - data.qpos[MAX_LINKS:]) ** 2))
+        tip, target = fingertip(data.qpos, params.num_links), data.qpos[MAX_LINKS:]
+        distance = jnp.sqrt(jnp.sum((tip - target) ** 2))
         ctrl_cost = params.ctrl_cost_weight * jnp.sum(action**2)
         time = state.time + 1
         truncated = time >= params.max_steps_in_episode
         info = {"reward_components": jnp.stack([distance, ctrl_cost]).astype(jnp.float32)}
-        return (self._observe(data, params), ReacherState(data, time),
+        return (self.observe(data, params), MjxState(data, time),
                 (-distance - ctrl_cost).astype(jnp.float32), jnp.bool_(False), truncated, info)
 
     def observation_space(self, params):
@@ -216,6 +214,6 @@ def reacher_links(one_hot: bool = True, ctrl_cost_weight: float = 0.1):
     """The family of 2-, 3-, 4- and 5-link reachers (task t has t + 2 links), 50-step episodes."""
     tasks = tuple(ReacherParams(jnp.int32(n), jnp.float32(ctrl_cost_weight), jnp.int32(EPISODE_STEPS))
                   for n in LINK_COUNTS)
-    family = TaskFamily(AutoReset(ReacherLinks(tasks)), tasks, [f"links={n}" for n in LINK_COUNTS],
+    family = TaskFamily(ReacherLinks(tasks), tasks, [f"links={n}" for n in LINK_COUNTS],
                         one_hot=one_hot, max_steps_in_episode=EPISODE_STEPS)
     return family, family.default_params()

@@ -31,6 +31,9 @@ Rewards. Every step reports `info["reward_components"]` (float32, names in
 and the reward is `dot(params.reward_weights, components)`. Termination is Walker2d's, scaled to the
 body: torso height in (0.64, 1.6) x standing height and |torso angle| < 1 rad; the time limit
 (`max_steps_in_episode`, a params leaf, 1000 by default) truncates.
+
+Auto-reset is `envs.mjx_base.MjxEnv`'s light reset inside `step` (an episode ending at
+`step(key, ...)` restarts as `reset(key, ...)` would start it); `transition` steps without it.
 """
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ from gymnax.environments import spaces
 from mujoco import mjx
 
 from envs.family import TaskFamily
-from envs.wrappers import AutoReset
+from envs.mjx_base import MjxEnv, MjxState
 
 REWARD_COMPONENTS = ("x_velocity", "velocity_tracking", "ctrl_cost", "healthy", "height")
 FRAME_SKIP = 4
@@ -121,10 +124,7 @@ class WalkerParams:
     max_steps_in_episode: jax.Array
 
 
-@struct.dataclass
-class WalkerState:
-    data: mjx.Data
-    time: jax.Array
+WalkerState = MjxState
 
 
 def _leaves(model: mjx.Model) -> dict[str, np.ndarray]:
@@ -153,8 +153,8 @@ def differing_leaves(models: Sequence[mjx.Model]) -> list[dict[str, np.ndarray]]
     return [{p: leaf[p] for p in paths} for leaf in leaves]
 
 
-class Walker:
-    """The planar biped behind the env contract, without auto-reset (wrap it in AutoReset).
+class Walker(MjxEnv):
+    """The planar biped behind the env contract (auto-resetting; `transition` does not reset).
 
     `mj_models` holds each task's compiled C model (one shared model when only rewards differ);
     the first is the base put on the device."""
@@ -186,30 +186,27 @@ class Walker:
         """Task `task_index`'s compiled C model (for rendering and checks against MuJoCo C)."""
         return self.mj_models[task_index if len(self.mj_models) > 1 else 0]
 
-    def qpos(self, state: WalkerState) -> jax.Array:
-        return state.data.qpos
-
     def task_model(self, params: WalkerParams) -> mjx.Model:
         """The base mjx.Model with this task's differing leaves swapped in."""
         return self.model.tree_replace(params.model) if params.model else self.model
 
-    def _obs(self, data: mjx.Data) -> jax.Array:
+    def observe(self, data: mjx.Data, params: WalkerParams) -> jax.Array:
         return jnp.concatenate([data.qpos[1:], jnp.clip(data.qvel, -10.0, 10.0)]).astype(jnp.float32)
 
-    def reset(self, key, params: WalkerParams):
+    def initial_data(self, key, params: WalkerParams) -> mjx.Data:
+        """qpos0 and zero velocity, each plus U(-RESET_NOISE, RESET_NOISE) noise."""
         model = self.task_model(params)
         k_pos, k_vel = jax.random.split(key)
         qpos = model.qpos0 + jax.random.uniform(k_pos, (model.nq,), minval=-RESET_NOISE, maxval=RESET_NOISE)
         qvel = jax.random.uniform(k_vel, (model.nv,), minval=-RESET_NOISE, maxval=RESET_NOISE)
-        data = self.data0.replace(qpos=qpos, qvel=qvel)
-        return self._obs(data), WalkerState(data, jnp.int32(0))
+        return self.data0.replace(qpos=qpos, qvel=qvel)
 
     def physics_step(self, model: mjx.Model, data: mjx.Data, action: jax.Array) -> mjx.Data:
         """FRAME_SKIP MJX steps with ctrl = the action clipped to [-1, 1]."""
         data = data.replace(ctrl=jnp.clip(action, -1.0, 1.0))
         return jax.lax.fori_loop(0, FRAME_SKIP, lambda _, d: mjx.step(model, d), data)
 
-    def step(self, key, state: WalkerState, action, params: WalkerParams):
+    def transition(self, key, state: MjxState, action, params: WalkerParams):
         del key  # the dynamics are deterministic
         model = self.task_model(params)
         data = self.physics_step(model, state.data, action)
@@ -230,7 +227,7 @@ class Walker:
         time = state.time + 1
         terminated = ~healthy
         truncated = (time >= params.max_steps_in_episode) & healthy
-        return (self._obs(data), WalkerState(data, time), reward, terminated, truncated,
+        return (self.observe(data, params), MjxState(data, time), reward, terminated, truncated,
                 {"reward_components": components})
 
     def observation_space(self, params):
@@ -267,7 +264,7 @@ def walker_morph(one_hot: bool = True):
                  for thigh, leg, td, ld in MORPH_VARIANTS.values()]
     env = Walker(mj_models)
     tasks = [_params({p: jnp.asarray(x) for p, x in m.items()}, RUN_WEIGHTS) for m in env.model_params]
-    family = TaskFamily(AutoReset(env), tasks, list(MORPH_VARIANTS), one_hot=one_hot,
+    family = TaskFamily(env, tasks, list(MORPH_VARIANTS), one_hot=one_hot,
                         max_steps_in_episode=1000)
     return family, family.default_params()
 
@@ -286,5 +283,5 @@ def walker_skills(one_hot: bool = True):
     """One body, five skills that differ only in reward weights and target velocity."""
     env = Walker([mujoco.MjModel.from_xml_string(walker_xml())])
     tasks = [_params({}, weights, target) for weights, target in SKILLS.values()]
-    family = TaskFamily(AutoReset(env), tasks, list(SKILLS), one_hot=one_hot, max_steps_in_episode=1000)
+    family = TaskFamily(env, tasks, list(SKILLS), one_hot=one_hot, max_steps_in_episode=1000)
     return family, family.default_params()

@@ -1,6 +1,7 @@
 """ReacherLinks-v0 (envs/reacher_links.py) and the GIF renderer (envs/render.py).
 
-MJX compiles take tens of seconds on this CPU, so every test shares ONE compiled program:
+MJX compiles take tens of seconds on this CPU, so every test but (g) (its own small program: two
+envs per task, one restarted inside `step`, one started by `reset`) shares ONE compiled program:
 `envs.render.rollout` of the whole task table (4 tasks vmapped, STEPS steps, actions given). The
 runs below differ only in traced numbers (actions, episode length, link counts, cost weights)."""
 import os
@@ -56,23 +57,31 @@ def default_run(family, actions):
     return jax.tree.map(np.asarray, render.rollout(family[0], family[1], actions, KEY))
 
 
+def _c_run(model, n, qpos, qvel, actions):
+    """MuJoCo C from (qpos, qvel) (a fresh MjData: no warm start) under `actions`: per env step
+    the qpos and the fingertip-target distance (tip site placed at the step's final qpos)."""
+    data = mujoco.MjData(model)
+    np.testing.assert_array_equal(data.eq_active, locks(n))
+    data.qpos[:], data.qvel[:] = qpos, qvel
+    out, distance = [], []
+    for action in actions:
+        data.ctrl[:] = np.clip(action, -1, 1) * _mask(n)
+        for _ in range(FRAME_SKIP):
+            mujoco.mj_step(model, data)
+        out.append(data.qpos.copy())
+        mujoco.mj_kinematics(model, data)  # mj_step leaves sites at its last substep's start
+        distance.append(np.linalg.norm(data.site(f"tip{n - 1}").xpos[:2] - data.qpos[5:]))
+    return np.array(out), np.array(distance)
+
+
 def test_mjx_matches_mujoco_c(family, long_run, actions):
     """(a) Every task steps like its C model (same initial state, masked ctrl, frame skip, locks)."""
     env, table = family
     errors = []
     for t, n in enumerate(LINK_COUNTS):
-        model = env.mj_model(t)
-        data = mujoco.MjData(model)
-        np.testing.assert_array_equal(data.eq_active, locks(n))
-        data.qpos[:], data.qvel[:] = long_run["qpos"][t, 0], long_run["qvel"][t, 0]
-        qpos, distance = [], []
-        for s in range(STEPS):
-            data.ctrl[:] = np.clip(actions[t, s], -1, 1) * _mask(n)
-            for _ in range(FRAME_SKIP):
-                mujoco.mj_step(model, data)
-            qpos.append(data.qpos.copy())
-            distance.append(np.linalg.norm(data.site(f"tip{n - 1}").xpos[:2] - data.qpos[5:]))
-        errors.append(np.abs(np.array(qpos) - long_run["qpos"][t, 1:]).max())
+        qpos, distance = _c_run(env.mj_model(t), n, long_run["qpos"][t, 0], long_run["qvel"][t, 0],
+                                actions[t])
+        errors.append(np.abs(qpos - long_run["qpos"][t, 1:]).max())
         np.testing.assert_allclose(long_run["info"]["reward_components"][t, :, 0], distance, atol=1e-5)
         assert np.abs(long_run["qpos"][t, :, :n]).max() > 1.0  # the arm really moved
     print("MJX vs C max |qpos| error per task:", errors)
@@ -164,6 +173,62 @@ def test_one_hot_and_truncation(family, default_run, long_run):
     assert hidden.observation_space(hidden_table).shape == (NUM_OBS,)
     shape = jax.eval_shape(hidden.reset, KEY, envs.task(hidden_table, 0))[0].shape
     assert shape == (NUM_OBS,)
+
+
+def test_reset_inside_step_steps_like_a_fresh_c_model(family, default_run, actions):
+    """(f) The episodes that `step` restarted (at steps 50, 100, 150) start with a consistent
+    observation (the fingertip of the new qpos) and step like a C model freshly started there."""
+    env, table = family
+    for t, n in enumerate(LINK_COUNTS):
+        model = env.mj_model(t)
+        for start in (50, 100, 150):
+            q0, obs = default_run["qpos"][t, start], default_run["obs"][t, start]
+            data = mujoco.MjData(model)
+            data.qpos[:] = q0
+            mujoco.mj_kinematics(model, data)
+            np.testing.assert_allclose(obs[3 * MAX_LINKS + 2:NUM_OBS] + q0[MAX_LINKS:],
+                                       data.site(f"tip{n - 1}").xpos[:2], atol=1e-5)
+            np.testing.assert_allclose(obs[:MAX_LINKS], np.cos(q0[:MAX_LINKS] * _mask(n)), atol=1e-6)
+            assert np.abs(q0[:n]).max() <= 0.1 and not default_run["qvel"][t, start, n:].any()
+            qpos, distance = _c_run(model, n, q0, default_run["qvel"][t, start],
+                                    actions[t, start:start + 50])
+            # qpos rows start + 1 .. start + 49 (row start + 50 is the next episode's start)
+            np.testing.assert_allclose(qpos[:49], default_run["qpos"][t, start + 1:start + 50],
+                                       atol=1e-4)
+            components = default_run["info"]["reward_components"][t, start:start + 50]
+            np.testing.assert_allclose(distance, components[:, 0], atol=1e-5)
+
+
+def test_reset_inside_step_steps_like_reset(family, actions):
+    """(g) Per task, env A (a 5-step time limit) restarts inside its 5th step; env B is started by
+    `reset` with that step's key, then given A's later keys and actions. B's state, observations
+    and rewards are A's from then on (restarts included), the solver warm start too."""
+    env, table = family
+    limit, n = 5, 20
+    tasks = _with(table, max_steps_in_episode=np.full(4, limit))
+    keys = jax.random.split(jax.random.PRNGKey(4), limit + n)
+    later = np.arange(limit, 2 * limit + n) % (limit + n)  # B's step j is A's step limit + j
+    rows = jax.tree.map(lambda x: jnp.concatenate([x, x]), tasks)  # A: rows 0-3, B: rows 4-7
+    reset_keys = jnp.stack([jax.random.PRNGKey(5)] * 4 + [keys[limit - 1]] * 4)
+    step_keys = jnp.stack([keys] * 4 + [keys[later]] * 4)
+    acts = jnp.concatenate([actions[:, :limit + n], actions[:, later]])
+
+    def run(params, reset_key, keys, acts):
+        obs, state = env.reset(reset_key, params)
+
+        def step(state, inputs):
+            key, action = inputs
+            obs, state, reward, *_ = env.step(key, state, action, params)
+            return state, (obs, reward, state.data.qpos, state.data.qvel, state.data.qacc_warmstart)
+
+        return obs, jax.lax.scan(step, state, (keys, acts))[1]
+
+    obs0, traj = jax.device_get(jax.jit(jax.vmap(run))(rows, reset_keys, step_keys, acts))
+    np.testing.assert_array_equal(traj[0][:4, limit - 1], obs0[4:])  # the restart's observation
+    assert (np.abs(traj[4][:4, limit - 2]).max(-1) > 0).all()  # warm start before the restart...
+    np.testing.assert_array_equal(traj[4][:4, limit - 1], 0.0)  # ...and after (as reset's)
+    for a in traj:
+        np.testing.assert_allclose(a[:4, limit:], a[4:, :n], rtol=0, atol=1e-5)
 
 
 def test_attributes_forward_through_wrappers(family):

@@ -36,7 +36,7 @@ def morph():
     """The family, its table, a jitted rollout (vmapped over tasks) with a trace counter, and
     the rollout of the table itself."""
     family, table = envs.make("WalkerMorph-v0")
-    inner = family.env.env  # TaskFamily -> AutoReset -> Walker (no auto-reset: falls keep going)
+    inner = family.env  # TaskFamily -> Walker; `transition` does not auto-reset (falls keep going)
     traces = []
 
     def rollout(params, key):
@@ -46,7 +46,7 @@ def morph():
             _, state = inner.reset(key, params)
 
             def step(state, action):
-                state = inner.step(key, state, action, params)[1]
+                state = inner.transition(key, state, action, params)[1]
                 return state, (state.data.qpos, state.data.qvel, state.data.qacc_warmstart)
 
             return state.data.qpos, state.data.qvel, jax.lax.scan(step, state, ACTIONS)[1]
@@ -117,7 +117,7 @@ def test_morph_new_numbers_do_not_recompile(morph):
     assert len(traces) == 1
     mj_model = mujoco.MjModel.from_xml_string(
         walker.walker_xml(thigh=0.5, leg=0.42, torso_density=1700.0, leg_density=800.0))
-    new = family.params_for(mj_model)  # forwarded through TaskFamily and AutoReset
+    new = family.params_for(mj_model)  # forwarded through TaskFamily
     model = {path: x.at[0].set(new[path]) for path, x in table.env.model.items()}
     result = jax.device_get(run(table.env.replace(model=model), jax.random.PRNGKey(0)))
     assert len(traces) == 1 and run._cache_size() == 1
@@ -135,31 +135,44 @@ TRUNCATE_AT = 8  # task 1's time limit in the skills rollout
 @pytest.fixture(scope="module")
 def skills():
     """WalkerSkills-v0 run through the whole family (one-hot, auto-reset), every task from the
-    same reset key with the same actions; task 1 has an 8-step time limit."""
+    same reset key with the same actions; task 1 has an 8-step time limit. A sixth row, returned
+    apart (`restart`), is task 1 started by `reset` with the key of its first step-8 reset and
+    then given task 1's later keys and actions: it must replay task 1 from step 8 on."""
     family, table = envs.make("WalkerSkills-v0")
     limits = np.full(family.num_tasks, 1000, np.int32)
     limits[1] = TRUNCATE_AT
     table = table.replace(env=table.env.replace(max_steps_in_episode=jnp.asarray(limits)))
+    key = jax.random.PRNGKey(1)
+    keys = jax.random.split(key, SKILL_STEPS)
+    rows = jax.tree.map(lambda x: jnp.concatenate([x, x[1:2]]), table)  # + a copy of task 1
+    later = np.arange(TRUNCATE_AT, TRUNCATE_AT + SKILL_STEPS)  # its steps' indices in task 1's run
+    reset_keys = jnp.stack([key] * family.num_tasks + [keys[TRUNCATE_AT - 1]])
+    step_keys = jnp.stack([keys] * family.num_tasks + [keys[later % SKILL_STEPS]])
+    actions = jnp.stack([ACTIONS[:SKILL_STEPS]] * family.num_tasks + [ACTIONS[later]])
 
-    def rollout(params, key):
-        def one_task(params):
-            obs, state = family.reset(key, params)
+    def rollout(params, reset_keys, step_keys, actions):
+        def one_task(params, reset_key, keys, actions):
+            obs, state = family.reset(reset_key, params)
 
             def step(state, inputs):
                 k, action = inputs
                 obs, state, reward, terminated, truncated, info = family.step(k, state, action, params)
-                return state, (obs, reward, terminated, truncated, info, family.qpos(state))
+                return state, (obs, reward, terminated, truncated, info, family.qpos(state),
+                               family.qvel(state))
 
-            keys = jax.random.split(key, SKILL_STEPS)
-            return obs, jax.lax.scan(step, state, (keys, ACTIONS[:SKILL_STEPS]))[1]
+            return obs, jax.lax.scan(step, state, (keys, actions))[1]
 
-        return jax.vmap(one_task)(params)
+        return jax.vmap(one_task)(params, reset_keys, step_keys, actions)
 
-    return family, table, jax.device_get(jax.jit(rollout)(table, jax.random.PRNGKey(1)))
+    out = jax.device_get(jax.jit(rollout)(rows, reset_keys, step_keys, actions))
+    main = jax.tree.map(lambda x: x[:-1], out)
+    obs0, (obs, reward, terminated, truncated, info, qpos, qvel) = main
+    restart = jax.tree.map(lambda x: x[-1], out)
+    return family, table, (obs0, (obs, reward, terminated, truncated, info, qpos)), qvel, restart
 
 
 def test_skills_share_physics_not_rewards(skills):
-    family, table, (obs0, (obs, reward, terminated, truncated, info, qpos)) = skills
+    family, table, (obs0, (obs, reward, terminated, truncated, info, qpos)), _, _ = skills
     num, names = family.num_tasks, family.reward_component_names
     assert num == 5 and len(names) == 5 and "ctrl_cost" in names and "x_velocity" in names
     comps = info["reward_components"]
@@ -197,7 +210,7 @@ def test_skills_share_physics_not_rewards(skills):
 
 
 def test_skills_terminated_vs_truncated(skills):
-    family, table, (obs0, (obs, reward, terminated, truncated, info, qpos)) = skills
+    family, table, (obs0, (obs, reward, terminated, truncated, info, qpos)), _, _ = skills
     assert not np.any(terminated & truncated)
     # Task 1 hits its 8-step limit every 8 steps (it does not fall that fast).
     expected = (np.arange(SKILL_STEPS) + 1) % TRUNCATE_AT == 0
@@ -215,6 +228,28 @@ def test_skills_terminated_vs_truncated(skills):
     assert final[0, first, 0] < walker.HEALTHY_HEIGHT[0] * family.mj_model(0).qpos0[1] or \
         abs(final[0, first, 1]) >= walker.HEALTHY_ANGLE
     np.testing.assert_allclose(obs[0, first, :8], family.mj_model(0).qpos0[1:], atol=2 * walker.RESET_NOISE)
+
+
+def test_reset_inside_step_restarts_like_reset(skills):
+    """Task 1 truncates at step 8 and restarts inside `step` (the light reset of envs.mjx_base):
+    its next steps are those of an env started by `reset` with that step's key (same qpos/qvel,
+    zero warm start), and its state then is exactly that reset state."""
+    family, table, (_, (obs, reward, terminated, truncated, info, qpos)), qvel, restart = skills
+    obs0_b, (obs_b, reward_b, terminated_b, truncated_b, info_b, qpos_b, qvel_b) = restart
+    first = TRUNCATE_AT - 1  # the step that truncated task 1 and reset it
+    assert truncated[1, first]
+    np.testing.assert_array_equal(obs[1, first], obs0_b)  # the reset env's observation...
+    assert not np.allclose(info["final_observation"][1, first], obs0_b)  # (the pre-reset one differs)
+    _, state = jax.jit(family.reset)(jax.random.split(jax.random.PRNGKey(1), SKILL_STEPS)[first],
+                                     envs.task(table, 1))
+    np.testing.assert_array_equal(qpos[1, first], state.data.qpos)  # ...and state are reset's
+    np.testing.assert_array_equal(qvel[1, first], state.data.qvel)
+    n = SKILL_STEPS - TRUNCATE_AT
+    for a, b in [(obs[1, TRUNCATE_AT:], obs_b[:n]), (qpos[1, TRUNCATE_AT:], qpos_b[:n]),
+                 (qvel[1, TRUNCATE_AT:], qvel_b[:n]), (reward[1, TRUNCATE_AT:], reward_b[:n])]:
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(truncated[1, TRUNCATE_AT:], truncated_b[:n])
+    np.testing.assert_array_equal(terminated[1, TRUNCATE_AT:], terminated_b[:n])
 
 
 def test_step_calls_no_lapack():
