@@ -17,6 +17,8 @@ class Wrapper:
         self.env = env
 
     def __getattr__(self, name: str) -> Any:
+        if name == "env":  # not set yet (copy, unpickling): no endless recursion
+            raise AttributeError(name)
         return getattr(self.env, name)
 
     def reset(self, key, params):

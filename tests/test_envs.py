@@ -112,3 +112,12 @@ def test_rescale_action_maps_unit_box_onto_the_env_box():
         got = wrapped.step(jax.random.PRNGKey(1), state, jnp.asarray([unit]), params)
         want = env.step(jax.random.PRNGKey(1), state, jnp.asarray([torque]), params)
         np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
+
+
+def test_wrapped_envs_copy_and_forward_attributes():
+    import copy
+
+    env, params = envs.make("CartPole-v1")
+    wrapped = envs.EpisodeStats(envs.AutoReset(env))
+    clone = copy.copy(wrapped)
+    assert clone.env is wrapped.env and clone.num_actions == env.num_actions
