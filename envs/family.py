@@ -115,7 +115,7 @@ def spread_tasks(params: Any, num_envs: int) -> tuple[Any, int | None]:
     (axis None)."""
     if not is_table(params):
         return params, None
-    index = jnp.arange(num_envs) % num_tasks(params)
+    index = env_task_index(params, num_envs)
     return jax.tree.map(lambda x: x[index], params), 0
 
 

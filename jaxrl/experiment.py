@@ -73,8 +73,13 @@ class Results:
             return np.mean([self.final_return(fraction, f"task{k}_return")
                             for k in range(len(self.tasks[0]))], axis=0)
         last = max(1, int(round(self.num_updates * fraction)))
-        mean = self.metrics[f"{prefix}_mean"][..., -last:]
-        count = self.metrics[f"{prefix}_count"][..., -last:].astype(np.float64)
+        return self.window_return(self.num_updates - last, self.num_updates, prefix)
+
+    def window_return(self, start: int, stop: int, prefix: str = "episode_return") -> np.ndarray:
+        """[configs, seeds] mean return of the episodes that finished in updates start..stop-1
+        (episode-count weighted); NaN for a run with no finished episode there."""
+        mean = self.metrics[f"{prefix}_mean"][..., start:stop]
+        count = self.metrics[f"{prefix}_count"][..., start:stop].astype(np.float64)
         total = np.where(count > 0, mean * count, 0.0).sum(-1)
         n = count.sum(-1)
         return np.where(n > 0, total / np.maximum(n, 1), np.nan)

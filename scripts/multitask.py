@@ -107,15 +107,11 @@ def paired(diff: np.ndarray, reps: int) -> dict:
     return {"mean": float(point), "ci95": [float(lo), float(hi)]}
 
 
-def scores(per_seed_task: np.ndarray, reps: int) -> dict:
-    return stats.aggregate(per_seed_task, reps=reps)
-
-
-def curve_rows(results, label: str, task_of_row, per_task_steps: int) -> list[dict]:
-    """Per-update mean episode return of every (row, seed), for curves.csv."""
+def curve_rows(results, label: str, per_task_steps: int) -> list[dict]:
+    """Per-update mean episode return of every (row, task, seed), for curves.csv."""
     rows = []
     for c in range(len(results.configs)):
-        for k, task in enumerate(task_of_row(c)):
+        for k, task in enumerate(results.tasks[c]):
             name = f"task{k}_return_mean" if f"task{k}_return_mean" in results.metrics else \
                 "episode_return_mean"
             values = results.metrics[name][c]
@@ -150,14 +146,13 @@ def experiment_a(args, num_tasks: int, log) -> tuple[dict, list]:
                  "compile_seconds": res.compile_seconds}
         for score, fraction in (("final", 0.1), ("auc", 1.0)):
             values = table(res, fraction)
-            entry[score] = scores(values, args.reps)
+            entry[score] = stats.aggregate(values, reps=args.reps)
             entry[f"{score}_per_task_iqm"] = [float(stats.iqm(values[:, t])) for t in tasks]
             if label != "single_task":
                 entry[f"{score}_minus_single_task"] = paired(values - base[score], args.reps)
         out[label] = entry
         per_task = res.total_steps // (1 if res.single_task else num_tasks)
-        task_of_row = (lambda c, r=res: r.tasks[c])
-        curves += curve_rows(res, f"a/{label}", task_of_row, per_task)
+        curves += curve_rows(res, f"a/{label}", per_task)
     return out, curves
 
 
@@ -188,11 +183,12 @@ def experiment_b(args, num_tasks: int, log) -> tuple[dict, list]:
         for name, res in (("finetuned", tuned), ("scratch", scratch)):
             curve = res.metrics["episode_return_mean"][0]
             steps, reached = steps_to_threshold(curve, args.threshold, res.steps_per_update)
-            pair[name] = {"jumpstart": _first_fraction(res, JUMPSTART_FRACTION),
+            first = max(1, int(round(res.num_updates * JUMPSTART_FRACTION)))
+            pair[name] = {"jumpstart": res.window_return(0, first)[0],
                           "auc": res.final_return(1.0)[0],
                           "final": res.final_return()[0], "steps": steps.astype(float),
                           "reached": reached.astype(float)}
-            curves += curve_rows(res, f"b/{name}", lambda c: [held_out], args.finetune_steps)
+            curves += curve_rows(res, f"b/{name}", args.finetune_steps)
         for key in scores_by:
             scores_by[key].append((pair["finetuned"][key], pair["scratch"][key]))
         per_holdout.append({"held_out": held_out, "pretrain_final": pretrain.summary()["final_return"]["iqm"],
@@ -204,19 +200,11 @@ def experiment_b(args, num_tasks: int, log) -> tuple[dict, list]:
     for key, pairs in scores_by.items():
         tuned = np.stack([p[0] for p in pairs], axis=1)  # [seeds, tasks]
         scratch = np.stack([p[1] for p in pairs], axis=1)
-        out[key] = {"finetuned": scores(tuned, args.reps) if key != "reached" else float(tuned.mean()),
-                    "scratch": scores(scratch, args.reps) if key != "reached" else float(scratch.mean()),
+        aggregate = (lambda x: float(x.mean())) if key == "reached" else (
+            lambda x: stats.aggregate(x, reps=args.reps))
+        out[key] = {"finetuned": aggregate(tuned), "scratch": aggregate(scratch),
                     "finetuned_minus_scratch": paired(tuned - scratch, args.reps)}
     return out, curves
-
-
-def _first_fraction(results, fraction: float) -> np.ndarray:
-    """[seeds] mean return of the episodes finished in the first `fraction` of updates."""
-    first = max(1, int(round(results.num_updates * fraction)))
-    mean = results.metrics["episode_return_mean"][0, :, :first]
-    count = results.metrics["episode_return_count"][0, :, :first].astype(float)
-    total = np.where(count > 0, mean * count, 0.0).sum(-1)
-    return np.where(count.sum(-1) > 0, total / np.maximum(count.sum(-1), 1), np.nan)
 
 
 def iqm_curves(curves):
