@@ -11,6 +11,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxrl.nets import MLP
 from jaxrl.optim import conjugate_gradient, fisher_preconditioner, fisher_vector_product
+from jaxrl.optim.fisher import jacobian_rows
 from jaxrl.optim.kfac import layer_statistics
 
 pytestmark = pytest.mark.timeout(120)
@@ -95,6 +96,12 @@ def test_gram_and_cg_match_a_dense_damped_solve_on_a_two_layer_network(solver):
     updates, _ = step(opt, params, q_fn, batch, grads, td)
     exact = np.linalg.solve(fisher + damping * np.eye(len(g)), g)
     np.testing.assert_allclose(-flat(updates), exact, atol=1e-3 * np.abs(exact).max())
+
+
+def test_per_sample_jacobian_rows_equal_the_batch_jacobian():
+    params, q_fn, batch = mlp_problem(size=6, hidden=(5, 4), actions=3)
+    jac, *_ = explicit(params, q_fn, batch)
+    np.testing.assert_allclose(jacobian_rows(q_fn, params, batch), jac, rtol=1e-5, atol=1e-6)
 
 
 def test_conjugate_gradient_and_fisher_vector_product_helpers():
