@@ -22,7 +22,7 @@ import importlib
 import os
 import subprocess
 import sys
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -37,7 +37,7 @@ Auto-reset is `envs.mjx_base.MjxEnv`'s light reset inside `step` (an episode end
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from jaxrl import stats
-from jaxrl.config import ConfigError, check_fields, option, static_fields
+from jaxrl.config import ConfigError, check_fields, static_fields
 from jaxrl.experiment import Results, run
 
 TEST_SEED_OFFSET = 1_000_000

@@ -29,3 +29,24 @@ def run_python(code: str, env: dict | None = None, timeout: float = 240) -> str:
                             cwd=os.path.dirname(os.path.dirname(__file__)))
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+def reproducible_run(train, config, seeds=(0, 2)):
+    """Runs `train` alone for each seed twice (bit-identical) and all seeds 0..max vmapped in one
+    program (equal to the lone runs up to float reassociation); returns the last seed's lone
+    (final state, metrics)."""
+    import jax
+    import numpy as np
+
+    from jaxrl.experiment import seed_key
+
+    keys = jax.vmap(seed_key)(np.arange(max(seeds) + 1))
+    _, batched = jax.jit(jax.vmap(train, in_axes=(None, 0)))(config, keys)
+    lone = jax.jit(train)
+    for i in seeds:
+        state, m1 = lone(config, seed_key(i))
+        _, m2 = lone(config, seed_key(i))
+        for k in m1:
+            np.testing.assert_array_equal(m1[k], m2[k])  # same key, bit-identical
+            np.testing.assert_allclose(batched[k][i], m1[k], rtol=1e-4, atol=1e-5, err_msg=k)
+    return state, m1

@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -14,9 +14,10 @@ import pytest
 import envs
 from jaxrl import buffers, stats
 from jaxrl.agents.dqn import DQNConfig, dqn_loss, make_train, td_target
-from jaxrl.agents.dqn.train import num_warmup_updates
+from jaxrl.agents.offpolicy import num_warmup_updates
 from jaxrl.cli import main
 from jaxrl.experiment import run, seed_key, stack_configs
+from conftest import reproducible_run
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -182,17 +183,7 @@ def test_dqn_loss_matches_numpy_and_truncation_bootstraps(loss, double, use_targ
 
 def test_same_key_same_result_vmapped_equals_lone_and_what_the_buffer_holds(tiny_dqn):
     env, params = envs.make("CartPole-v1")
-    train = make_train(tiny_dqn, env, params)
-    keys = jax.vmap(seed_key)(np.arange(3))
-    _, batched = jax.jit(jax.vmap(train, in_axes=(None, 0)))(tiny_dqn, keys)
-    lone = jax.jit(train)
-    for i in (0, 2):
-        state, m1 = lone(tiny_dqn, seed_key(i))
-        _, m2 = lone(tiny_dqn, seed_key(i))
-        for k in m1:
-            np.testing.assert_array_equal(m1[k], m2[k])  # same key, bit-identical
-            np.testing.assert_allclose(batched[k][i], m1[k], rtol=1e-4, atol=1e-5, err_msg=k)
-
+    state, m1 = reproducible_run(make_train(tiny_dqn, env, params), tiny_dqn)
     warmup = num_warmup_updates(tiny_dqn)
     assert warmup == 3
     assert np.all(np.isnan(m1["td_loss"][:warmup])) and np.all(np.isfinite(m1["td_loss"][warmup:]))

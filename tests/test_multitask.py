@@ -4,7 +4,6 @@ single-task baseline in one program, the CLI, and a learning test."""
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -14,9 +14,10 @@ import pytest
 import envs
 from jaxrl import stats
 from jaxrl.agents.naf import NAFConfig, make_train, naf_loss, naf_q_value, taken_q, td_target
-from jaxrl.agents.naf.train import num_warmup_updates
+from jaxrl.agents.offpolicy import num_warmup_updates
 from jaxrl.cli import main
 from jaxrl.experiment import run, seed_key, stack_configs
+from conftest import reproducible_run
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -143,16 +144,7 @@ def test_naf_loss_matches_numpy_and_truncation_bootstraps(diagonal):
 
 def test_same_key_same_result_vmapped_equals_lone_and_what_the_buffer_holds(tiny_naf):
     env, params = envs.make("Pendulum-v1")
-    train = make_train(tiny_naf, env, params)
-    keys = jax.vmap(seed_key)(np.arange(3))
-    _, batched = jax.jit(jax.vmap(train, in_axes=(None, 0)))(tiny_naf, keys)
-    lone = jax.jit(train)
-    for i in (0, 2):
-        state, m1 = lone(tiny_naf, seed_key(i))
-        _, m2 = lone(tiny_naf, seed_key(i))
-        for k in m1:
-            np.testing.assert_array_equal(m1[k], m2[k])  # same key, bit-identical
-            np.testing.assert_allclose(batched[k][i], m1[k], rtol=1e-4, atol=1e-5, err_msg=k)
+    state, m1 = reproducible_run(make_train(tiny_naf, env, params), tiny_naf)
     warmup = num_warmup_updates(tiny_naf)
     assert warmup == 3
     for k in ("td_loss", "q_mean", "v_mean", "grad_norm"):

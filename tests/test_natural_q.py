@@ -4,7 +4,6 @@ cell plus a summary with the reported statistics; running it again skips finishe
 existing study with other settings is never overwritten."""
 import importlib.util
 import json
-import os
 import pathlib
 
 import numpy as np

@@ -1,6 +1,5 @@
 """The LAPACK-free orthogonal initialiser, and the vmapped-QR deadlock it avoids."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -1,6 +1,5 @@
 """Every notebook runs end to end at a small size (JAXRL_NOTEBOOK_SMALL=1), so none can rot. The
 copies in notebooks/ keep the outputs of a full-size run; this executes a fresh copy in memory."""
-import os
 import pathlib
 
 import pytest

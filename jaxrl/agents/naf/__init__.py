@@ -4,7 +4,8 @@ is mu(s) and max_a Q(s', a) = V(s'). Off-policy like DQN: a pure-JAX replay buff
 a Polyak target network and Gaussian exploration noise on mu with a linearly decaying scale."""
 from jaxrl.agents.naf.config import NAFConfig
 from jaxrl.agents.naf.losses import naf_advantage, naf_loss, naf_q_value, taken_q, td_target
-from jaxrl.agents.naf.train import NAFNetwork, make_train, steps_per_update, validate
+from jaxrl.agents.naf.train import NAFNetwork, make_train, validate
+from jaxrl.agents.offpolicy import steps_per_update
 
 __all__ = ["NAFConfig", "naf_advantage", "naf_loss", "naf_q_value", "taken_q", "td_target",
            "NAFNetwork", "make_train", "steps_per_update", "validate"]

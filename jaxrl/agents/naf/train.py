@@ -1,5 +1,6 @@
-"""NAF's training loop as one pure function of (config, key), readable top to bottom; the same
-shape as DQN's (jaxrl/agents/dqn/train.py).
+"""NAF's training loop as one pure function of (config, key): its network, noisy acting and
+gradient step, plugged into the replay-buffer agents' shared loop (jaxrl.agents.offpolicy,
+as DQN's).
 
 `make_train(config, env, env_params)` reads only the static fields of `config` and returns a
 `Trainer` whose `init`/`update` (and the whole run, `trainer(config, key)`) read only its float
@@ -34,14 +35,11 @@ import numpy as np
 import optax
 
 import envs
-from jaxrl import buffers
-from jaxrl.agents.base import Trainer, batched_env, check_task_spread
-from jaxrl.agents.offpolicy import (num_updates, num_warmup_updates, steps_per_update,
-                                    validate_replay)
+from jaxrl.agents.base import Trainer, check_task_spread
+from jaxrl.agents.offpolicy import make_offpolicy_trainer, validate_replay
 from jaxrl.agents.naf.config import NAFConfig
 from jaxrl.agents.naf.losses import naf_loss, num_l_entries, taken_q
 from jaxrl.config import ConfigError, check_fields
-from jaxrl.metrics import episode_metrics
 from jaxrl.nets import MLP, flatten_obs
 
 
@@ -94,105 +92,45 @@ def make_train(config: NAFConfig, env, env_params,
     high = jnp.broadcast_to(jnp.asarray(space.high, jnp.float32), space.shape)
     center, half_range = (high + low) / 2, (high - low) / 2
     env = envs.ClipAction(env)
-    eval_env = env
-    env = envs.EpisodeStats(env)
     obs_shape = env.observation_space(env_params).shape
     network = NAFNetwork(action_dim=action_dim, hidden_sizes=config.hidden_sizes,
                          activation=config.activation, diagonal_p=config.diagonal_p,
                          obs_ndim=len(obs_shape))
-    num_envs, train_frequency = config.num_envs, config.train_frequency
-    warmup, learning_starts = num_warmup_updates(config), config.learning_starts
-    batch_size, buffer_size, total_steps = config.batch_size, config.buffer_size, config.total_steps
-    reset_envs, step_envs = batched_env(env, env_params, num_envs)
-    task_index = envs.env_task_index(env_params, num_envs)  # None unless a task table
+    num_envs, learning_starts, total_steps = config.num_envs, config.learning_starts, config.total_steps
 
     def to_env_action(action):  # normalised [-1, 1] -> the env's box
         return center + half_range * action
-
-    def optimizer_for(config: NAFConfig):
-        return optax.with_extra_args_support(make_optimizer(config))
 
     def noise_at(config: NAFConfig, env_steps):
         """Linear from start_noise to end_noise over exploration_fraction x total_steps, then flat."""
         progress = jnp.clip(env_steps / (config.exploration_fraction * total_steps), 0.0, 1.0)
         return config.start_noise + progress * (config.end_noise - config.start_noise)
 
-    def init(config: NAFConfig, key: jax.Array) -> dict:
-        key, init_key, reset_key = jax.random.split(key, 3)
-        obs, env_state = reset_envs(jax.random.split(reset_key, num_envs))
-        params = network.init(init_key, jnp.zeros(obs_shape))
-        buffer = buffers.init({"obs": obs[0], "action": jnp.zeros(action_dim, jnp.float32),
-                               "reward": jnp.float32(0.0), "next_obs": obs[0],
-                               "terminated": jnp.bool_(False), "truncated": jnp.bool_(False)},
-                              buffer_size)
-        return {"params": params, "target_params": params,
-                "opt_state": optimizer_for(config).init(params), "buffer": buffer,
-                "env_state": env_state, "obs": obs, "key": key, "update_index": jnp.int32(0)}
+    def explore(config: NAFConfig, params, obs, iteration, noise_key, random_key):
+        """mu(s) plus Gaussian noise; uniform random actions before learning_starts."""
+        mu = network.apply(params, obs)[1]
+        noise = noise_at(config, iteration * num_envs)
+        noisy = jnp.clip(mu + noise * jax.random.normal(noise_key, mu.shape), -1.0, 1.0)
+        uniform = jax.random.uniform(random_key, mu.shape, minval=-1.0, maxval=1.0)
+        action = jnp.where(iteration * num_envs < learning_starts, uniform, noisy)
+        saturated = jnp.mean(jnp.any(jnp.abs(mu) > 0.99, axis=-1))
+        return action, to_env_action(action), {"mu_saturated": saturated}
 
-    def update(config: NAFConfig, state: dict) -> tuple[dict, dict]:
-        optimizer = optimizer_for(config)
-        index = state["update_index"]
+    def learn(config: NAFConfig, optimizer, params, target_params, opt_state, batch, index):
+        batch = {**batch, "reward": batch["reward"] * config.reward_scale}
+        grads, (losses, dloss_dq) = jax.grad(naf_loss, has_aux=True)(
+            params, target_params, network.apply, batch, config.gamma)
+        updates, opt_state = optimizer.update(
+            grads, opt_state, params, q_fn=lambda p, b: taken_q(p, network.apply, b),
+            batch=batch, td=dloss_dq)
+        params = optax.apply_updates(params, updates)
+        target_params = optax.incremental_update(params, target_params, config.tau)
+        return params, target_params, opt_state, {**losses, "grad_norm": optax.global_norm(grads)}
 
-        def env_step(carry, iteration):
-            params, buffer, env_state, obs, key = carry
-            key, noise_key, random_key, step_key = jax.random.split(key, 4)
-            mu = network.apply(params, obs)[1]
-            noise = noise_at(config, iteration * num_envs)
-            noisy = jnp.clip(mu + noise * jax.random.normal(noise_key, mu.shape), -1.0, 1.0)
-            uniform = jax.random.uniform(random_key, mu.shape, minval=-1.0, maxval=1.0)
-            action = jnp.where(iteration * num_envs < learning_starts, uniform, noisy)
-            next_obs, env_state, reward, terminated, truncated, info = step_envs(
-                jax.random.split(step_key, num_envs), env_state, to_env_action(action))
-            buffer = buffers.add(buffer, {"obs": obs, "action": action, "reward": reward,
-                                          "next_obs": info["final_observation"],
-                                          "terminated": terminated, "truncated": truncated})
-            episodes = {"episode_return": info["episode_return"],
-                        "episode_length": info["episode_length"], "episode_done": info["episode_done"],
-                        "mu_saturated": jnp.mean(jnp.any(jnp.abs(mu) > 0.99, axis=-1))}
-            return (params, buffer, env_state, next_obs, key), episodes
-
-        def gradient_step(args):
-            params, target_params, opt_state, buffer, key = args
-            batch = buffers.sample(buffer, key, batch_size)
-            batch = {**batch, "reward": batch["reward"] * config.reward_scale}
-            grads, (losses, dloss_dq) = jax.grad(naf_loss, has_aux=True)(
-                params, target_params, network.apply, batch, config.gamma)
-            updates, opt_state = optimizer.update(
-                grads, opt_state, params, q_fn=lambda p, b: taken_q(p, network.apply, b),
-                batch=batch, td=dloss_dq)
-            params = optax.apply_updates(params, updates)
-            target_params = optax.incremental_update(params, target_params, config.tau)
-            return params, target_params, opt_state, {**losses, "grad_norm": optax.global_norm(grads)}
-
-        def no_gradient_step(args):  # before learning_starts: NaN metrics (no update), not 0
-            params, target_params, opt_state, _, _ = args
-            nan = jnp.float32(jnp.nan)
-            names = ("td_loss", "q_mean", "v_mean", "advantage_mean", "grad_norm")
-            return params, target_params, opt_state, {name: nan for name in names}
-
-        key, sample_key = jax.random.split(state["key"])
-        iterations = index * train_frequency + jnp.arange(train_frequency)
-        (params, buffer, env_state, obs, key), episodes = jax.lax.scan(
-            env_step, (state["params"], state["buffer"], state["env_state"], state["obs"], key),
-            iterations)
-        # A real branch when `update_index` is shared by the vmapped runs (a whole run), a select
-        # computing both when it is batched (a checkpointed segment): see DQN.
-        params, target_params, opt_state, losses = jax.lax.cond(
-            index >= warmup, gradient_step, no_gradient_step,
-            (params, state["target_params"], state["opt_state"], buffer, sample_key))
-        metrics = {**episode_metrics(episodes, task_index, envs.num_tasks(env_params)), **losses,
-                   "mu_saturated": episodes["mu_saturated"].mean(),
-                   "noise": noise_at(config, iterations[-1] * num_envs)}
-        return {"params": params, "target_params": target_params, "opt_state": opt_state,
-                "buffer": buffer, "env_state": env_state, "obs": obs, "key": key,
-                "update_index": index + 1}, metrics
-
-    def greedy_policy(state: dict):
-        def act(obs):
-            return to_env_action(network.apply(state["params"], obs)[1])
-
-        return act
-
-    return Trainer(init, update, num_updates(config), greedy_policy=greedy_policy, eval_env=eval_env,
-                   eval_env_params=env_params,
-                   eval_max_steps=int(getattr(env_params, "max_steps_in_episode", 1000)))
+    return make_offpolicy_trainer(
+        config, env, env_params, network=network,
+        action_example=jnp.zeros(action_dim, jnp.float32), explore=explore, learn=learn,
+        optimizer_for=lambda config: optax.with_extra_args_support(make_optimizer(config)),
+        schedule=lambda config, env_steps: {"noise": noise_at(config, env_steps)},
+        loss_names=("td_loss", "q_mean", "v_mean", "advantage_mean", "grad_norm"),
+        greedy_action=lambda params, obs: to_env_action(network.apply(params, obs)[1]))
