@@ -23,6 +23,14 @@ from jaxrl.agents import get_algo
 from jaxrl.config import ConfigError, dynamic_fields, static_fields, to_dict
 
 FINAL_FRACTION = 0.1  # final return = mean return of episodes finished in the last 10% of updates
+# (or more: at least `Results.episode_updates`, so that every env finishes an episode in the window)
+
+
+def episode_updates(env_params, steps_per_update: int, num_envs: int) -> int:
+    """Updates spanned by an episode of the env's longest length (`max_steps_in_episode`; 0 when
+    the env has none): each env takes steps_per_update / num_envs steps per update."""
+    longest = int(getattr(env_params, "max_steps_in_episode", 0) or 0)
+    return -(-longest * num_envs // steps_per_update) if longest > 0 else 0
 
 
 def seed_key(seed: int) -> jax.Array:
@@ -53,6 +61,11 @@ class Results:
     tasks: list[list[int]] | None = None
     single_task: bool = False
     final_params: Any = None  # with keep_params: the network params, leaves [configs, seeds, ...]
+    # Updates that one episode of the env's longest length spans (0: unknown). The final-return
+    # window is at least this wide: any stretch of that many env steps holds an episode end in
+    # every env, so a run whose episodes all last long (a good CartPole policy) is not left with no
+    # finished episode, hence a NaN final return, when 10% of the updates is shorter than one episode.
+    episode_updates: int = 0
 
     @property
     def num_updates(self) -> int:
@@ -66,14 +79,20 @@ class Results:
     def final_return(self, fraction: float = FINAL_FRACTION, prefix: str = "episode_return"
                      ) -> np.ndarray:
         """[configs, seeds] mean return of the episodes that finished in the last `fraction` of
-        updates (episode-count weighted); NaN for a run with no finished episode there. For a
+        updates, or the last `episode_updates` if that is more (episode-count weighted); NaN for
+        a run with no finished episode there (possible only with episode_updates unknown). For a
         multi-task row, the mean over its tasks of each task's final return (tasks weigh equally,
         however long their episodes)."""
         if prefix == "episode_return" and self.tasks and len(self.tasks[0]) > 1:
             return np.mean([self.final_return(fraction, f"task{k}_return")
                             for k in range(len(self.tasks[0]))], axis=0)
-        last = max(1, int(round(self.num_updates * fraction)))
+        last = self.final_window(fraction)
         return self.window_return(self.num_updates - last, self.num_updates, prefix)
+
+    def final_window(self, fraction: float = FINAL_FRACTION) -> int:
+        """Updates in the final-return window: `fraction` of them, at least episode_updates."""
+        return min(self.num_updates, max(1, int(round(self.num_updates * fraction)),
+                                         self.episode_updates))
 
     def window_return(self, start: int, stop: int, prefix: str = "episode_return") -> np.ndarray:
         """[configs, seeds] mean return of the episodes that finished in updates start..stop-1
@@ -117,7 +136,8 @@ class Results:
             final["eval"] = _iqm_summary(evals[rows].mean(0), reps)
         summary = {"algo": self.algo, "env": self.env, "num_seeds": len(self.seeds),
                 "seeds": list(self.seeds), "diverged_seeds": diverged, "total_steps": self.total_steps,
-                "num_updates": self.num_updates, "compile_seconds": self.compile_seconds,
+                "num_updates": self.num_updates, "episode_updates": self.episode_updates,
+                "final_window_updates": self.final_window(), "compile_seconds": self.compile_seconds,
                 "compiles": self.compiles, "run_seconds": self.run_seconds,
                 "env_steps_per_second": len(self.configs) * len(self.seeds) * self.total_steps
                 / max(self.run_seconds, 1e-9),
@@ -521,6 +541,8 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
                                 *kept) if keep_params else None
     return Results(algo=algo, env=env_name, configs=configs, seeds=seeds, metrics=metrics,
                    steps_per_update=spec.steps_per_update(configs[0]),
+                   episode_updates=episode_updates(env_params, spec.steps_per_update(configs[0]),
+                                                   configs[0].num_envs),
                    diverged=np.concatenate(flags).reshape(shape),
                    compile_seconds=compile_seconds, compiles=compiles, run_seconds=run_seconds,
                    devices=[str(d) for d in devices], chunk_size=chunk, num_chunks=num_chunks,

@@ -64,7 +64,9 @@ def load_run(run_dir: str) -> tuple[Any, dict[str, Any]]:
             meta.update(loaded if isinstance(loaded, dict) else {})
         except (OSError, ValueError):
             pass
-    return df.sort_values(["config", "seed", "update"], kind="stable").reset_index(drop=True), meta
+    df = df.sort_values(["config", "seed", "update"], kind="stable").reset_index(drop=True)
+    df.attrs["episode_updates"] = int(meta.get("episode_updates") or 0)  # see final_returns
+    return df, meta
 
 
 def config_field_names(meta: dict[str, Any]) -> set[str]:
@@ -139,11 +141,13 @@ def _run_name(meta: dict[str, Any]) -> str:
 
 def final_returns(df, fraction: float = FINAL_FRACTION):
     """Series indexed by (config, seed): the mean return of the episodes that finished in the last
-    `fraction` of each run's updates, weighted by `episode_return_count` (the same definition as
-    `Results.final_return`); NaN for a run with no finished episode there. Without a count column,
-    every update with a finite mean counts as one episode."""
+    `fraction` of each run's updates, or in the last `df.attrs["episode_updates"]` if more (set by
+    `load_run` from summary.json), weighted by `episode_return_count`: the same definition as
+    `Results.final_return`. NaN for a run with no finished episode there. Without a count
+    column, every update with a finite mean counts as one episode."""
     updates = df.groupby(["config", "seed"])["update"].transform("max") + 1
     last = np.maximum(1, np.round(updates.to_numpy() * fraction).astype(int))
+    last = np.minimum(updates.to_numpy(), np.maximum(last, df.attrs.get("episode_updates", 0)))
     tail = df["update"].to_numpy() >= updates.to_numpy() - last
     mean = df[RETURN].to_numpy(dtype=float)
     count = (df[COUNT].to_numpy(dtype=float) if COUNT in df.columns

@@ -20,7 +20,8 @@ there) and the wall time per update reported (in-run timings of the study itself
 but other work on a shared machine makes them noisy).
 
 Reported per cell (test seeds; summary.json, read by notebooks/natural_q.ipynb): final return
-(mean return of the episodes of the last 10% of updates), normalised area under the learning curve,
+(mean return of the episodes of the last 10% of updates, at least one longest episode's worth:
+`Results.final_window`; a diverged run scores the env's floor), normalised area under the learning curve,
 collapse (the curve reaches the env's threshold, then falls below half of it, on the normalised
 scale), the worst-10% tail (CVaR), step-size sensitivity (fraction of the grid whose tuning IQM
 is within 90% of the best, normalised scores) and the time-matched return (each method's curve
@@ -312,6 +313,7 @@ def run_cell(env, target, method, settings, path):
                 best_lr=float(result.best.lr), config=to_dict(result.best),
                 total_steps=test.total_steps, num_updates=test.num_updates, steps_per_update=spu,
                 warmup_updates=max(0, -(-base.learning_starts // spu) - 1),
+                final_window=test.final_window(),
                 tuning_seeds=list(tune.seeds), tuning_final=tune.final_return(),
                 tuning_diverged=tune.diverged, test_seeds=list(test.seeds),
                 test_final=test.final_return()[0], test_diverged=test.diverged[0],
@@ -354,24 +356,25 @@ def seed_metrics(cell, ms_per_update=None, dqn_ms_per_update=None):
         hit = valid[row[valid] >= thr]
         reached.append(hit.size > 0)
         collapsed.append(bool(hit.size and np.any(row[valid[valid > hit[0]]] < thr / 2)))
-    out = dict(final=floats(cell["test_final"]), auc=auc, reached=np.array(reached),
+    final = floats(cell["test_final"])  # NaN only for a diverged run: it scores the env's floor
+    out = dict(final=np.where(np.isfinite(final), final, ENVS[env]["lo"]), auc=auc,
+               reached=np.array(reached),
                collapsed=np.array(collapsed))
     if ms_per_update and dqn_ms_per_update:
         warm, u = cell["warmup_updates"], cell["num_updates"]
         ratio = dqn_ms_per_update / ms_per_update  # >1: faster than DQN (capped at its own run)
         stop = min(u, warm + (u - warm) * ratio)
-        out["time_matched"] = window_return(curve, counts, edges, stop)
+        out["time_matched"] = window_return(curve, counts, edges, stop, cell["final_window"])
         out["time_matched_fraction"] = min(1.0, ratio)
     return out
 
 
-def window_return(curve, counts, edges, stop):
+def window_return(curve, counts, edges, stop, width):
     """Per seed, the count-weighted mean return of the bins overlapping the window of updates
-    [stop - 10% of the run, stop): the final-return window (the last 10% of updates), moved back
-    to end at `stop`. Of equal width, so a run read early averages as many updates."""
-    from jaxrl.experiment import FINAL_FRACTION
-
-    lo = stop - FINAL_FRACTION * edges[-1]
+    [stop - width, stop): the final-return window (`width`, the cell's final_window: the last 10%
+    of updates, at least one longest episode), moved back to end at `stop`. Of equal width, so a
+    run read early averages as many updates."""
+    lo = stop - width
     inside = (edges[1:] > lo) & (edges[:-1] < stop)
     w = np.where(np.isfinite(curve), counts, 0.0) * inside
     total = (np.where(np.isfinite(curve), curve, 0.0) * w).sum(-1)
@@ -450,12 +453,9 @@ def summarise(settings, timing, cells) -> dict:
             row["time_matched_fraction"] = m["time_matched_fraction"]
         dqn_name = cell_name(env, cell["target"], "dqn")
         if method != "dqn" and dqn_name in cells:
-            x = floats(cells[name]["test_final"])
-            y = floats(cells[dqn_name]["test_final"])
-            x, y = x[np.isfinite(x)], y[np.isfinite(y)]
-            if x.size and y.size:
-                row["p_improve_vs_dqn"] = tuple(float(v) for v in stats.probability_of_improvement_ci(
-                    x, y, reps=2000, seed=0))
+            x, y = m["final"], seed_metrics(cells[dqn_name])["final"]
+            row["p_improve_vs_dqn"] = tuple(float(v) for v in stats.probability_of_improvement_ci(
+                x, y, reps=2000, seed=0))
         table.append(row)
         curve = floats(cell["bin_mean"])
         fill = filled(curve)

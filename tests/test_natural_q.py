@@ -84,12 +84,15 @@ def test_tiny_study_writes_cells_and_summary_and_resumes(nq, tmp_path, capsys):
 
 def test_collapse_and_window_statistics(nq):
     """A seed that reaches CartPole's threshold (475) and later falls below half of it collapses;
-    one that only rises does not; the time-matched window reads the last 10% before the stop."""
+    one that only rises does not; the time-matched window reads the final window (its width,
+    final_window) before the stop."""
     cell = dict(env="CartPole-v1", bin_mean=[[10, 480, 490, 200, 300], [10, 100, 480, 490, 500]],
                 bin_count=[[1] * 5] * 2, bin_edges=[0, 10, 20, 30, 40, 50],
-                test_final=[300, 500], warmup_updates=0, num_updates=50)
+                test_final=[300, 500], warmup_updates=0, num_updates=50, final_window=5)
     m = nq.seed_metrics(cell, ms_per_update=4.0, dqn_ms_per_update=2.0)
     assert m["reached"].tolist() == [True, True] and m["collapsed"].tolist() == [True, False]
     np.testing.assert_allclose(m["time_matched"], [490, 480])  # DQN's time = half this run
+    wide = nq.seed_metrics({**cell, "final_window": 15}, ms_per_update=4.0, dqn_ms_per_update=2.0)
+    np.testing.assert_allclose(wide["time_matched"], [485, 290])  # bins 1 and 2: updates 10..24
     np.testing.assert_allclose(m["auc"], np.mean(cell["bin_mean"], axis=1) / 500)
     assert nq.cvar10(np.arange(20.0)) == pytest.approx(0.5)

@@ -147,6 +147,33 @@ def test_final_returns_agrees_with_results_final_return():
     np.testing.assert_allclose(got, results.final_return(), rtol=1e-12, equal_nan=True)
 
 
+def test_final_window_is_at_least_one_longest_episode():
+    """A run whose episodes all outlast 10% of the updates (a good CartPole policy with few updates)
+    still gets a final return: the window widens to episode_updates, in Results and plots alike."""
+    from jaxrl.experiment import Results, episode_updates
+
+    assert episode_updates(envs_params(500), steps_per_update=16, num_envs=16) == 500
+    assert episode_updates(envs_params(500), steps_per_update=512, num_envs=4) == 4  # PPO: 128 steps
+    assert episode_updates(object(), 16, 16) == 0
+    count = np.zeros((1, 1, 100), int)
+    count[0, 0, 80] = 2  # the last episodes ended 20 updates before the end
+    mean = np.where(count > 0, 450.0, np.nan)
+    kwargs = dict(algo="dqn", env="CartPole-v1", configs=[None], seeds=[0], steps_per_update=16,
+                  metrics={"episode_return_mean": mean, "episode_return_count": count})
+    assert np.isnan(Results(**kwargs).final_return()[0, 0])  # 10 updates: no episode there
+    widened = Results(**kwargs, episode_updates=30)
+    assert widened.final_window() == 30 and widened.final_return()[0, 0] == 450.0
+    df = pd.DataFrame({"config": 0, "seed": 0, "update": np.arange(100), "env_steps": 16 * np.arange(1, 101),
+                       "episode_return_mean": mean[0, 0], "episode_return_count": count[0, 0]})
+    assert np.isnan(plots.final_returns(df).iloc[0])
+    df.attrs["episode_updates"] = 30
+    assert plots.final_returns(df).iloc[0] == 450.0
+
+
+def envs_params(longest):
+    return type("Params", (), {"max_steps_in_episode": longest})()
+
+
 def test_smooth_matches_a_loop_and_ignores_nan_and_zero_weights():
     rng = np.random.default_rng(1)
     values = rng.normal(size=(2, 23))
