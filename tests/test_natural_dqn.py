@@ -132,8 +132,9 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, message):
 def test_natural_dqn_learns_cartpole(solver, threshold):
     """Each solver's defaults (gram: lr 0.1, damping 0.1, delta 0.1; cg and kfac: SOLVER_DEFAULTS,
     lr 1 and damping 0.3; cg 10 steps), 200k steps, 8 seeds. At gram's defaults cg reached only IQM
-    260 and kfac 290 (on tuning seeds); kfac at its own, 442 here.
-    gram takes about 140 s here, cg 30 s, kfac 16 s (idle machine)."""
+    260 and kfac 290 (on tuning seeds); kfac at its own, 442 here (before the Gauss-Jordan
+    inverse changed its floats; still >= 400 after). gram took about 140 s here before its
+    per-sample Jacobian, cg 30 s, kfac 16 s (idle machine)."""
     config = NaturalDQNConfig.for_solver(solver, **LEARNING[solver])
     results = run("natural_dqn", "CartPole-v1", [config], range(8), progress=None)
     final = results.final_return()[0]
