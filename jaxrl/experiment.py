@@ -22,8 +22,7 @@ from jaxrl import stats
 from jaxrl.agents import get_algo
 from jaxrl.config import ConfigError, dynamic_fields, static_fields, to_dict
 
-FINAL_FRACTION = 0.1  # final return = mean return of episodes finished in the last 10% of updates
-# (or more: at least `Results.episode_updates`, so that every env finishes an episode in the window)
+FINAL_FRACTION = stats.FINAL_FRACTION  # the final-return window's share of the updates
 
 
 def episode_updates(env_params, steps_per_update: int, num_envs: int) -> int:
@@ -91,8 +90,7 @@ class Results:
 
     def final_window(self, fraction: float = FINAL_FRACTION) -> int:
         """Updates in the final-return window: `fraction` of them, at least episode_updates."""
-        return min(self.num_updates, max(1, int(round(self.num_updates * fraction)),
-                                         self.episode_updates))
+        return int(stats.final_window(self.num_updates, self.episode_updates, fraction))
 
     def window_return(self, start: int, stop: int, prefix: str = "episode_return") -> np.ndarray:
         """[configs, seeds] mean return of the episodes that finished in updates start..stop-1

@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxrl import stats
 
-FINAL_FRACTION = 0.1  # = jaxrl.experiment.FINAL_FRACTION (not imported: that module imports JAX)
+FINAL_FRACTION = stats.FINAL_FRACTION
 RETURN, COUNT = "episode_return_mean", "episode_return_count"
 INDEX_COLUMNS = ("config", "seed", "update", "env_steps", "diverged")
 SMOOTH_FRACTION = 0.05  # smoothing window, as a fraction of a run's updates
@@ -146,8 +146,7 @@ def final_returns(df, fraction: float = FINAL_FRACTION):
     `Results.final_return`. NaN for a run with no finished episode there. Without a count
     column, every update with a finite mean counts as one episode."""
     updates = df.groupby(["config", "seed"])["update"].transform("max") + 1
-    last = np.maximum(1, np.round(updates.to_numpy() * fraction).astype(int))
-    last = np.minimum(updates.to_numpy(), np.maximum(last, df.attrs.get("episode_updates", 0)))
+    last = stats.final_window(updates.to_numpy(), df.attrs.get("episode_updates", 0), fraction)
     tail = df["update"].to_numpy() >= updates.to_numpy() - last
     mean = df[RETURN].to_numpy(dtype=float)
     count = (df[COUNT].to_numpy(dtype=float) if COUNT in df.columns

@@ -20,6 +20,19 @@ from scipy.stats import rankdata
 
 Axis = int | tuple[int, ...] | None
 Statistic = Callable[..., Any]  # statistic(array, axis=...) -> np.ndarray | float
+# A run's final return: the mean return of the episodes that finished in its last FINAL_FRACTION
+# of updates, or in the last `episode_updates` (one episode of the env's longest length) if that is
+# more, so that every env finishes an episode in the window. Results.final_return and
+# plots.final_returns both read the window from `final_window`.
+FINAL_FRACTION = 0.1
+
+
+def final_window(num_updates, episode_updates=0, fraction: float = FINAL_FRACTION):
+    """Updates in the final-return window (numpy-vectorised over num_updates)."""
+    last = np.maximum(1, np.round(np.asarray(num_updates) * fraction).astype(int))
+    return np.minimum(num_updates, np.maximum(last, episode_updates))
+
+
 _CHUNK_ELEMENTS = 2**22  # bootstrap replicates are processed in chunks of ~this many numbers
 
 
