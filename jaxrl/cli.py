@@ -9,18 +9,26 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import shutil
 import sys
 from typing import Any
 
-from jaxrl.config import ConfigError, option
+from jaxrl.config import MAX_SEED, ConfigError, make_config, option
+from jaxrl.rundir import Claim, KeptPartial, check_out, partial_of
 
 USAGE_EXAMPLE = ("example: python -m jaxrl train --algo ppo --env CartPole-v1 --seeds 32 "
                  "--total-steps 500000 --out runs/cartpole")
 
 
 class Parser(argparse.ArgumentParser):
+    """argparse with exact option names only (a prefix such as --dampin is an error, not
+    --damping) and errors raised as ConfigError, for main's one-line form."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
     def error(self, message: str):
         raise ConfigError(message)
 
@@ -35,19 +43,27 @@ def _tuple_of_ints(text: str) -> tuple[int, ...]:
 def add_config_options(parser: argparse.ArgumentParser, config_cls) -> None:
     group = parser.add_argument_group(f"{config_cls.__name__} fields (static ones recompile; "
                                       "floats are traced)")
+    # Every option defaults to None (not given), so `given_fields` knows exactly what the command
+    # line set and config.make_config fills the rest, implied defaults included.
     for f in dataclasses.fields(config_cls):
         kind = "static" if f.metadata.get("static") else "float, traced"
-        help_text = f"{f.metadata['help']} [{kind}; default: %(default)s]"
+        shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+        help_text = f"{f.metadata['help']} [{kind}; default: {shown}]".replace("%", "%%")
         if isinstance(f.default, bool):
             group.add_argument(option(f.name), action=argparse.BooleanOptionalAction,
-                               default=f.default, help=help_text)
+                               default=None, help=help_text)
         elif isinstance(f.default, tuple):
-            group.add_argument(option(f.name), type=_tuple_of_ints, default=f.default,
-                               metavar="N,N", help=help_text.replace("%(default)s",
-                                                                     ",".join(map(str, f.default))))
+            group.add_argument(option(f.name), type=_tuple_of_ints, default=None,
+                               metavar="N,N", help=help_text)
         else:
-            group.add_argument(option(f.name), type=type(f.default), default=f.default,
+            group.add_argument(option(f.name), type=type(f.default), default=None,
                                metavar=type(f.default).__name__.upper(), help=help_text)
+
+
+def given_fields(args: argparse.Namespace, config_cls) -> dict[str, Any]:
+    """The config fields that the command line gave."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)
+            if getattr(args, f.name, None) is not None}
 
 
 def add_common_options(parser: argparse.ArgumentParser, algos) -> None:
@@ -156,11 +172,12 @@ def build_parser(algo: str | None) -> Parser:
 
 
 def parse_run(argv: list[str]) -> tuple[argparse.Namespace, list]:
-    """Parse and check a `train` or `sweep` command line; returns (args, configs). Raises
-    ConfigError, before anything is compiled or written."""
+    """Parse and check a `train` or `sweep` command line and claim its --out (`rundir.Claim`,
+    in `args.claim`; not for --dry-run); returns (args, configs). Raises ConfigError before
+    anything is compiled, and before anything is written unless every check passed."""
     from jaxrl.agents import get_algo
 
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = Parser(add_help=False)
     pre.add_argument("--algo", default="ppo")
     known, _ = pre.parse_known_args(argv[1:])
     has_help = any(a in ("-h", "--help") for a in argv)
@@ -176,13 +193,13 @@ def parse_run(argv: list[str]) -> tuple[argparse.Namespace, list]:
     for name in ("seed_offset", "test_seeds", "eval_every"):
         if getattr(args, name, 0) < 0:
             raise ConfigError(f"{option(name)}: got {getattr(args, name)}, must be >= 0")
-    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(spec.Config)}
-    if hasattr(spec.Config, "implied_defaults"):  # defaults that depend on another option's value
-        given = {a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
-        fields.update({name: value for name, value in spec.Config.implied_defaults(fields).items()
-                       if name not in given})
-    config = spec.Config(**fields)
-    configs = sweep_configs(args, config) if args.command == "sweep" else [config]
+    last_seed = getattr(args, "seed_offset", 0) + args.seeds - 1
+    if last_seed > MAX_SEED:
+        raise ConfigError(f"--seed-offset/--seeds: the last seed would be {last_seed}; seeds are "
+                          f"32-bit, at most {MAX_SEED}")
+    given = given_fields(args, spec.Config)
+    config = make_config(spec.Config, given)
+    configs = sweep_configs(args, config, given) if args.command == "sweep" else [config]
     import envs
 
     try:
@@ -203,28 +220,39 @@ def parse_run(argv: list[str]) -> tuple[argparse.Namespace, list]:
         env_params = envs.select_tasks(env_params, rows[0])
     for cfg in configs:
         spec.validate(cfg, env, env_params)
-    if args.command == "sweep":
-        if os.path.exists(args.out) and not args.overwrite:
-            raise ConfigError(f"--out: {args.out} already exists; choose a new folder or pass --overwrite")
+    args.claim = None
+    if args.command == "train" and args.dry_run:
         return args, configs
-    if args.dry_run:
-        return args, configs
-    if os.path.exists(args.out) and not args.overwrite:
-        raise ConfigError(f"--out: {args.out} already exists; choose a new folder or pass --overwrite")
-    partial = args.out.rstrip("/") + ".partial"
-    if args.resume:
-        if not os.path.exists(partial):
-            raise ConfigError(f"--resume: no unfinished run at {partial}")
-        with open(os.path.join(partial, "config.json")) as f:
-            saved = json.load(f)
-        for key, value in run_record(args, config).items():
-            if saved.get(key) != value:
-                raise ConfigError(f"--resume: {option(key)} is {value!r} here but {saved.get(key)!r} "
-                                  f"in the unfinished run {partial}")
-    elif os.path.exists(partial):
-        raise ConfigError(f"--out: an unfinished run is at {partial}; pass --resume to continue it "
-                          "or delete that folder")
+    args.out, args.replaces = check_out(args.out, args.overwrite)
+    resume = args.command == "train" and args.resume
+    if resume:
+        check_resumable(partial_of(args.out), run_record(args, config))
+    args.claim = Claim(args.out, resume=resume, can_resume=args.command == "train")
     return args, configs
+
+
+def check_resumable(partial: str, record: dict) -> None:
+    """Raise ConfigError unless `partial` holds an unfinished run whose config.json records
+    `record` exactly (every option that shapes the run, the device count included)."""
+    path = os.path.join(partial, "config.json")
+    if not os.path.isdir(partial):
+        raise ConfigError(f"--resume: no unfinished run at {partial}")
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"--resume: {partial} has no config.json, so it cannot be resumed; "
+                          "delete that folder and start again") from None
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--resume: {path} is unreadable ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0]}); delete {partial} and start again") from None
+    for key, value in record.items():
+        if not isinstance(saved, dict) or saved.get(key) != value:
+            had = saved.get(key) if isinstance(saved, dict) else None
+            name = ("the CPU device count (JAXRL_CPU_DEVICES)" if key == "num_devices"
+                    else option(key))
+            raise ConfigError(f"--resume: {name} is {value!r} here but {had!r} in the unfinished "
+                              f"run {partial}")
 
 
 def parse_tasks(text: str) -> list[int] | None:
@@ -244,8 +272,10 @@ def task_options(args: argparse.Namespace) -> dict:
                 env_kwargs={"one_hot": False} if args.hide_task_id else None)
 
 
-def sweep_configs(args: argparse.Namespace, base) -> list:
-    """The configs of a sweep: the --grid product, or --random draws from the --range fields."""
+def sweep_configs(args: argparse.Namespace, base, given: dict) -> list:
+    """The configs of a sweep: the --grid product, or --random draws from the --range fields.
+    `given`: the config options on the command line (a grid point over a static choice gets
+    that choice's own defaults for the others)."""
     from jaxrl.sweep import grid_configs, parse_values, random_configs
 
     fields = {f.name: f for f in dataclasses.fields(base)}
@@ -265,14 +295,17 @@ def sweep_configs(args: argparse.Namespace, base) -> list:
         ranges = {}
         for text in args.range:
             field, spec = field_of("--range", text)
+            if field.name in ranges:
+                raise ConfigError(f"--range: {field.name} is given twice; give each field once")
             parts = spec.split(":")
             try:
                 lo, hi = float(parts[0]), float(parts[1])
             except (ValueError, IndexError):
                 raise ConfigError(f"--range: expected LO:HI[:log], got {spec!r}") from None
             log = parts[2:] == ["log"]
-            if field.metadata.get("static") or not lo < hi or (log and lo <= 0) or len(parts) > 2 + log:
-                raise ConfigError(f"--range {field.name}: needs a float field and LO < HI "
+            if (field.metadata.get("static") or not math.isfinite(lo) or not math.isfinite(hi)
+                    or not lo < hi or (log and lo <= 0) or len(parts) > 2 + log):
+                raise ConfigError(f"--range {field.name}: needs a float field and finite LO < HI "
                                   "(LO > 0 for log)")
             ranges[field.name] = (lo, hi, log)
         return random_configs(base, ranges, args.random)
@@ -281,19 +314,25 @@ def sweep_configs(args: argparse.Namespace, base) -> list:
     grid = {}
     for text in args.grid:
         field, values = field_of("--grid", text)
+        if field.name in grid:
+            raise ConfigError(f"--grid: {field.name} is given twice; list all its values in one "
+                              f"--grid {field.name}=V1,V2,...")
         grid[field.name] = parse_values(field, values)
-    return grid_configs(base, grid)
+    return grid_configs(base, grid, given)
 
 
 def run_record(args: argparse.Namespace, config: Any) -> dict:
     """What config.json records, and what --resume checks against."""
     from jaxrl.config import to_dict
 
-    record = {"algo": args.algo, "env": args.env,
-              "seeds": list(range(args.seed_offset, args.seed_offset + args.seeds)),
-              "checkpoint_every": args.checkpoint_every, "max_batch": args.max_batch,
-              "tasks": args.tasks, "single_task": args.single_task,
-              "hide_task_id": args.hide_task_id, **to_dict(config)}
+    import jax
+
+    record = {"algo": args.algo, "env": args.env, "seed_offset": args.seed_offset,
+              "seeds": args.seeds, "checkpoint_every": args.checkpoint_every,
+              "max_batch": args.max_batch, "tasks": args.tasks, "single_task": args.single_task,
+              "hide_task_id": args.hide_task_id, "eval_every": args.eval_every,
+              "eval_episodes": args.eval_episodes, "num_devices": len(jax.local_devices()),
+              **to_dict(config)}
     return json.loads(json.dumps(record))  # tuples as lists, as read back from the file
 
 
@@ -309,15 +348,13 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
                    **task_options(args))
         print(json.dumps(plan, indent=2))
         return plan
-    out = os.path.abspath(args.out)
-    partial = out + ".partial"  # renamed to --out once complete; holds checkpoints until then
+    claim = args.claim  # OUT.partial, renamed to --out once complete; holds checkpoints until then
     if not args.resume:
-        os.makedirs(partial)
-        with open(os.path.join(partial, "config.json"), "w") as f:
+        with open(claim.path("config.json"), "w") as f:
             json.dump(run_record(args, config), f, indent=2)
     print(f"training {args.algo} on {args.env}: {args.seeds} seeds x {config.total_steps} steps",
           flush=True)
-    checkpoints = os.path.join(partial, "checkpoints")
+    checkpoints = claim.path("checkpoints")
     results = run(args.algo, args.env, [config], seeds, max_batch=args.max_batch,
                   progress=lambda line: print(line, flush=True),
                   checkpoint_every=args.checkpoint_every,
@@ -325,15 +362,13 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
                   eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                   **task_options(args))
     summary = results.summary()
-    results.to_dataframe().to_csv(os.path.join(partial, "metrics.csv"), index=False)
-    with open(os.path.join(partial, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    results.to_dataframe().to_csv(claim.path("metrics.csv"), index=False)
     if args.tensorboard:
-        results.to_tensorboard(os.path.join(partial, "tensorboard"))
+        results.to_tensorboard(claim.path("tensorboard"))
+    with open(claim.path("summary.json"), "w") as f:  # last: it marks a finished run
+        json.dump(summary, f, indent=2)
     shutil.rmtree(checkpoints, ignore_errors=True)
-    if os.path.exists(out):  # only with --overwrite, checked before training
-        shutil.rmtree(out)
-    os.replace(partial, out)
+    claim.finish(args.replaces)
     final = summary["final_return"]
     if final["iqm"] is None:
         print("final return: no episode finished in the last 10% of updates")
@@ -370,10 +405,8 @@ def sweep_command(args: argparse.Namespace, configs: list) -> dict:
                    eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                    **task_options(args))
     summary = result.summary()
-    out = os.path.abspath(args.out)
-    partial = f"{out}.partial-{os.getpid()}"
-    os.makedirs(partial)
-    with open(os.path.join(partial, "config.json"), "w") as f:
+    claim = args.claim
+    with open(claim.path("config.json"), "w") as f:
         json.dump(json.loads(json.dumps({"algo": args.algo, "env": args.env,
                                          "configs": [to_dict(c) for c in configs]})), f, indent=2)
     frames, offset = [], 0
@@ -382,17 +415,15 @@ def sweep_command(args: argparse.Namespace, configs: list) -> dict:
         frame["config"] += offset
         offset += len(group.configs)
         frames.append(frame)
-    pd.concat(frames).to_csv(os.path.join(partial, "metrics.csv"), index=False)
-    result.results_frame().to_csv(os.path.join(partial, "results.csv"), index=False)
+    pd.concat(frames).to_csv(claim.path("metrics.csv"), index=False)
+    result.results_frame().to_csv(claim.path("results.csv"), index=False)
     if args.tensorboard:
         for g, group in enumerate(result.tuning):
-            group.to_tensorboard(os.path.join(partial, "tensorboard", f"group_{g}"))
-    with open(os.path.join(partial, "summary.json"), "w") as f:
+            group.to_tensorboard(claim.path("tensorboard", f"group_{g}"))
+    with open(claim.path("summary.json"), "w") as f:  # last: it marks a finished run
         json.dump({"algo": args.algo, "env": args.env, "num_seeds": args.seeds, **summary}, f,
                   indent=2)
-    if os.path.exists(out):
-        shutil.rmtree(out)
-    os.replace(partial, out)
+    claim.finish(args.replaces)
     best = {k: v for k, v in summary["best_config"].items()
             if any(k == g.split("=")[0].strip().replace("-", "_") for g in args.grid)
             or any(k == r.split("=")[0].strip().replace("-", "_") for r in args.range)}
@@ -464,5 +495,40 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:  # ConfigError, or a plain ValueError from envs/plots on bad input
         print(f"jaxrl: error: {e}", file=sys.stderr)
         return 2
-    (sweep_command if args.command == "sweep" else train_command)(args, configs)
+    try:
+        (sweep_command if args.command == "sweep" else train_command)(args, configs)
+    except ConfigError as e:  # found while planning, before anything ran
+        print(f"jaxrl: error: {e}", file=sys.stderr)
+        if args.claim is not None:
+            args.claim.abandon()
+        return 2
+    except KeptPartial as e:
+        print(f"jaxrl: error: {e}; move it into place by hand", file=sys.stderr)
+        return 1
+    except Exception as e:
+        io_error = system_error(e)
+        if io_error is None or args.claim is None:
+            raise
+        resume = "resume it with --resume" if args.command == "train" else "delete it"
+        print(f"jaxrl: error: {io_error}; the unfinished run stays in {args.claim.partial} "
+              f"({resume} once that is fixed)", file=sys.stderr)
+        return 1
+    finally:
+        if args.claim is not None:
+            args.claim.release()
     return 0
+
+
+def system_error(error: BaseException) -> str | None:
+    """One line for an I/O or system failure anywhere in `error`'s chain (a full disk inside
+    orbax included), None for anything else (a bug: its traceback is shown)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno is not None:
+            where = f" writing {error.filename}" if error.filename else ""
+            return f"{error.strerror or os.strerror(error.errno)}{where}"
+        if "No space left on device" in str(error):
+            return "No space left on device"
+        error = error.__cause__ or error.__context__
+    return None

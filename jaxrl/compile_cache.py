@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+import warnings
 
 import jax
 
@@ -14,7 +16,14 @@ def enable_compilation_cache(path: str | None = None) -> str | None:
     if path is None and os.environ.get("JAXRL_CACHE_DIR") == "off":
         return None
     path = path or os.environ.get("JAXRL_CACHE_DIR") or os.path.expanduser("~/.cache/jaxrl/xla")
-    os.makedirs(path, exist_ok=True)
+    try:  # a cache we cannot write is a slower run, never a failed one
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        warnings.warn(f"JAXRL_CACHE_DIR: cannot write the compilation cache at {path} "
+                      f"({e.strerror}); compiling without it", stacklevel=2)
+        return None
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -7,7 +7,11 @@ import dataclasses
 import math
 from typing import Any
 
+import numpy as np
 from flax import struct
+
+
+MAX_SEED = 2**32 - 1  # seeds are uint32 PRNG seeds: a larger one would silently wrap around
 
 
 class ConfigError(ValueError):
@@ -57,11 +61,30 @@ def check_fields(config) -> None:
                 raise ConfigError(f"{option(f.name)}: got {value}, must be >= {minimum}")
         else:
             low, high, low_open = f.metadata["range"]
-            v = float(value)
+            with np.errstate(over="ignore"):  # what the program computes with: 1e39 is inf there
+                v = float(np.float32(value))
             if not (math.isfinite(v) and (v > low if low_open else v >= low) and v <= high):
                 bound = f"> {low}" if low_open else f">= {low}"
                 upper = "" if high == math.inf else f" and <= {high}"
                 raise ConfigError(f"{option(f.name)}: got {value}, must be {bound}{upper}")
+
+
+def make_config(config_cls, given: dict[str, Any]):
+    """The config with the fields `given` (e.g. the options on a command line), every other field
+    at the default that the given ones imply (`config_cls.implied_defaults(fields)`, e.g. natural
+    DQN's per-solver lr and damping), else at its field default. The one place where implied
+    defaults are applied: the CLI, sweeps and the Python API all come here."""
+    fields = {f.name: f.default for f in dataclasses.fields(config_cls)} | dict(given)
+    implied = getattr(config_cls, "implied_defaults", lambda fields: {})(fields)
+    return config_cls(**(fields | {k: v for k, v in implied.items() if k not in given}))
+
+
+def explicit_fields(config) -> dict[str, Any]:
+    """The fields of `config` that differ from what its static choices imply (make_config with
+    nothing given but the static fields): what a user must have set on purpose."""
+    statics = {name: getattr(config, name) for name in static_fields(type(config))}
+    implied = make_config(type(config), statics)
+    return {k: v for k, v in to_dict(config).items() if k in statics or v != getattr(implied, k)}
 
 
 def to_dict(config) -> dict[str, Any]:

@@ -8,6 +8,7 @@ number of devices, because each run depends only on its own config and key."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from typing import Any, Callable, Sequence
@@ -20,7 +21,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import envs
 from jaxrl import stats
 from jaxrl.agents import get_algo
-from jaxrl.config import ConfigError, dynamic_fields, static_fields, to_dict
+from jaxrl.agents.base import nonfinite
+from jaxrl.config import MAX_SEED, ConfigError, dynamic_fields, static_fields, to_dict
 
 FINAL_FRACTION = stats.FINAL_FRACTION  # the final-return window's share of the updates
 
@@ -188,8 +190,6 @@ class Results:
             frame[name] = np.asarray([getattr(cfg, name) for cfg in self.configs])[index[0]]
         if self.single_task:
             frame["task"] = np.asarray([t[0] for t in self.tasks])[index[0]]
-        if self.diverged is not None:
-            frame["diverged"] = self.diverged[index[0], index[1]]
         frame.update({k: v.reshape(-1) for k, v in sorted(self.metrics.items())})
         return pd.DataFrame(frame)
 
@@ -235,11 +235,27 @@ def stack_configs(configs: Sequence[Any]) -> Any:
     return jax.tree.map(lambda *xs: np.asarray(xs, np.float32), *configs)
 
 
+def check_host_memory(one_run: Callable, args: tuple, n_runs: int) -> None:
+    """Raise ConfigError, before anything is allocated, when the outputs of `n_runs` runs (each
+    what `one_run(*args)` returns: metrics per update, kept params) exceed the host's budget."""
+    out = jax.eval_shape(one_run, *args)
+    per_run = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(out))
+    budget = _host_budget()
+    if n_runs * per_run > budget:
+        raise ConfigError(f"--seeds: {n_runs:,} runs would return {n_runs * per_run / 2**30:,.1f} "
+                          f"GiB of results, more than this host's {budget / 2**30:,.1f} GiB budget "
+                          f"(half its memory); at most {budget // max(per_run, 1):,} runs fit")
+
+
+def _host_budget() -> int:
+    return int(0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
 def _memory_budget(device) -> int:
     try:
         return int(0.8 * device.memory_stats()["bytes_limit"])
     except Exception:  # the CPU reports no memory stats: use half the host's RAM
-        return int(0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        return _host_budget()
 
 
 def compiled_bytes(compiled) -> int:
@@ -250,10 +266,9 @@ def compiled_bytes(compiled) -> int:
 
 
 def _diverged(state) -> jax.Array:
-    """True when any float leaf of a run's state (params, optimizer state, ...) is NaN or inf.
-    vmapped runs share no arithmetic, so a diverged seed never affects the others."""
-    leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
-    return ~jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in leaves]))
+    """True when any float leaf of a run's final state (params, optimizer state, ...) is NaN or
+    inf. vmapped runs share no arithmetic, so a diverged seed never affects the others."""
+    return nonfinite(state)
 
 
 # A run is (config, key, env params, initial network params); env params are None (the trainer's
@@ -317,21 +332,36 @@ class Progress:
 
 
 class Checkpoints:
-    """Orbax checkpoints of one chunk's batched state and metric history, saved atomically (orbax
-    writes to a temporary folder and renames it), as arrays (no pickle), two kept. `restore`
-    falls back to the previous checkpoint, with a warning, when the latest cannot be read."""
+    """Orbax checkpoints of one chunk's batched state, saved atomically (orbax writes to a
+    temporary folder and renames it), as arrays (no pickle), two kept. Each is verified: a SHA-256
+    digest of every array is written beside it once the data is complete, and checked after every
+    restore, so a damaged checkpoint (a truncated file, a bit flip) is never used. `restore`
+    falls back to the previous checkpoint, with a warning that names the update it restarts from,
+    when the latest is unreadable or fails verification."""
+
+    DIGEST = "jaxrl.sha256"
 
     def __init__(self, directory: str):
         import orbax.checkpoint as ocp
 
         self.ocp = ocp
-        self.manager = ocp.CheckpointManager(
-            os.path.abspath(directory),
-            options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False))
+        with _quiet_orbax():  # it reads every checkpoint's metadata, damaged ones too
+            self.manager = ocp.CheckpointManager(
+                os.path.abspath(directory),
+                options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False))
 
     def save(self, updates_done: int, item: dict) -> None:
         self.manager.save(updates_done, args=self.ocp.args.StandardSave(item), force=True)
         self.manager.wait_until_finished()
+        path = os.path.join(self._step_dir(updates_done), self.DIGEST)
+        with open(path + ".tmp", "w") as f:  # written after the data; renamed into place whole
+            f.write(digest(item))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(path + ".tmp", path)
+
+    def _step_dir(self, step: int) -> str:
+        return os.path.join(str(self.manager.directory), str(step))
 
     @staticmethod
     def flatten(state) -> dict:
@@ -344,16 +374,66 @@ class Checkpoints:
         return jax.tree.unflatten(jax.tree.structure(like), [flat[k] for k in sorted(flat)])
 
     def restore(self) -> tuple[int, dict] | None:
+        """(updates done, item) of the newest checkpoint that reads back and verifies, or None
+        (with a warning when there were checkpoints: the chunk restarts from update 0)."""
         import warnings
 
-        for step in sorted(self.manager.all_steps(), reverse=True):
+        with _quiet_orbax():
+            steps = sorted(self.manager.all_steps(), reverse=True)
+        for i, step in enumerate(steps):
+            older = f"update {steps[i + 1]}" if i + 1 < len(steps) else "update 0 (no usable checkpoint left)"
             try:
-                return step, self.manager.restore(step, args=self.ocp.args.StandardRestore())
-            except Exception as error:  # a damaged checkpoint: use the one before
-                warnings.warn(f"checkpoint at update {step} in {self.manager.directory} is "
-                              f"unreadable ({type(error).__name__}); falling back to an older one")
+                with open(os.path.join(self._step_dir(step), self.DIGEST)) as f:
+                    expected = f.read().strip()
+                with _quiet_orbax():
+                    item = self.manager.restore(step, args=self.ocp.args.StandardRestore())
+                item = jax.tree.map(np.asarray, item)
+                problem = None if digest(item) == expected else "its digest does not match"
+            except Exception as error:  # unreadable, or no digest (killed before it was written)
+                problem = f"unreadable: {type(error).__name__}"
+            if problem is None:
+                return step, item
+            warnings.warn(f"checkpoint at update {step} in {self.manager.directory} is damaged "
+                          f"({problem}); restarting from {older}", stacklevel=2)
+            with _quiet_orbax():
                 self.manager.delete(step)
         return None
+
+
+def digest(tree) -> str:
+    """SHA-256 over a pytree of arrays: each leaf's path, dtype, shape and bytes, in order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        leaf = np.ascontiguousarray(leaf)
+        h.update(f"{jax.tree_util.keystr(path)}|{leaf.dtype.str}|{leaf.shape}|".encode())
+        h.update(leaf.tobytes())
+    return h.hexdigest()
+
+
+class _quiet_orbax:
+    """Silences orbax's and absl's logging while a possibly damaged checkpoint is read, so the
+    normal fallback path prints one warning, not pages of library tracebacks."""
+
+    def __enter__(self):
+        import logging
+        import sys
+
+        self.loggers = [logging.getLogger(name) for name in ("absl", "orbax", "jax", "asyncio")]
+        self.levels = [logger.level for logger in self.loggers]
+        for logger in self.loggers:
+            logger.setLevel(logging.CRITICAL + 1)
+        self.hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
+
+    def __exit__(self, *exc):
+        import gc
+        import sys
+
+        gc.collect()  # failed reads leave futures whose collection logs "Event loop is closed"
+        sys.unraisablehook = self.hook
+        for logger, level in zip(self.loggers, self.levels):
+            logger.setLevel(level)
 
 
 def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], *,
@@ -383,7 +463,10 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
     stays fresh); `keep_params` returns every run's final params in `Results.final_params`."""
     spec = get_algo(algo)
     env, env_params = envs.make(env_name, **(env_kwargs or {}))
-    configs, seeds = list(configs), [int(s) for s in seeds]
+    configs = list(configs)
+    if len(seeds) and not 0 <= min(seeds) <= max(seeds) <= MAX_SEED:
+        raise ConfigError(f"--seeds: seeds must be in 0..{MAX_SEED} (32-bit), got "
+                          f"{min(seeds)}..{max(seeds)}")
     row_tasks = task_plan(env_name, env_params, tasks, single_task)
     if row_tasks is not None:  # one row per (config, task selection)
         configs = [cfg for cfg in configs for _ in row_tasks]
@@ -394,17 +477,28 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
         spec.validate(cfg, env, env_params)
     stacked = stack_configs(configs)
     n_runs = len(configs) * len(seeds)
+    trainer = spec.make_train(configs[0], env, env_params)
+    tracker = Progress(progress, trainer.num_updates, spec.steps_per_update(configs[0]),
+                       n_runs) if progress else None
+    options = dict(eval_every=eval_every, eval_episodes=eval_episodes, on_progress=tracker,
+                   progress_every=max(1, trainer.num_updates // 100) if tracker else 0)
+
+    def trainer_for(params):
+        return trainer if params is None else spec.make_train(configs[0], env, params)
+
+    check_host_memory(_whole_run(trainer_for, trainer.num_updates, keep_params, **options),
+                      (jax.tree.map(lambda x: x[0], stacked), seed_key(0),
+                       None if row_tasks is None else tables[0],
+                       None if init_params is None else jax.tree.map(lambda x: x[0], init_params)),
+                      n_runs)
+    seeds = [int(s) for s in seeds]
     config_index = np.repeat(np.arange(len(configs)), len(seeds))
     keys = np.asarray(jax.vmap(seed_key)(jnp.asarray(np.tile(seeds, len(configs)), jnp.uint32)))
     all_configs = jax.tree.map(lambda x: x[config_index], stacked)
-    trainer = spec.make_train(configs[0], env, env_params)
     all_params = None
     if row_tasks is not None:
         stacked_tables = jax.tree.map(lambda *xs: np.stack(xs), *tables)
         all_params = jax.tree.map(lambda x: x[config_index], stacked_tables)
-
-    def trainer_for(params):
-        return trainer if params is None else spec.make_train(configs[0], env, params)
 
     all_init = None
     if init_params is not None:  # seed i's params for every config row
@@ -416,10 +510,6 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
 
     devices = jax.local_devices()
     n_dev = len(devices)
-    tracker = Progress(progress, trainer.num_updates, spec.steps_per_update(configs[0]),
-                       n_runs) if progress else None
-    options = dict(eval_every=eval_every, eval_episodes=eval_episodes, on_progress=tracker,
-                   progress_every=max(1, trainer.num_updates // 100) if tracker else 0)
     sharding = NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
 
     def batched(tree, size):
@@ -444,7 +534,18 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
     def round_up(n: int) -> int:
         return -(-n // n_dev) * n_dev
 
-    if max_batch:  # at most max_batch runs, but a whole number per device
+    # A resumed run keeps the chunking its checkpoints were saved with (plan.json beside them).
+    plan_path = os.path.join(checkpoint_dir, "plan.json") if checkpoint_dir else None
+    saved_plan = None
+    if plan_path and os.path.exists(plan_path):
+        with open(plan_path) as f:
+            saved_plan = json.load(f)
+        if saved_plan["num_devices"] != n_dev:
+            raise ConfigError(f"--resume: the checkpoints were saved with {saved_plan['num_devices']} "
+                              f"devices and this process has {n_dev}; resume with the same count "
+                              "(JAXRL_CPU_DEVICES on the CPU)")
+        chunk = saved_plan["chunk_size"]
+    elif max_batch:  # at most max_batch runs, but a whole number per device
         chunk = max(n_dev, min(n_runs, max_batch) // n_dev * n_dev)
     else:
         chunk = round_up(n_runs)
@@ -456,9 +557,13 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
         compile_seconds += time.perf_counter() - t0
         compiles += 1
         chunk_bytes = compiled_bytes(program)
-        if max_batch or chunk <= n_dev or chunk_bytes <= budget:
+        if saved_plan or max_batch or chunk <= n_dev or chunk_bytes <= budget:
             break
         chunk = round_up(chunk // 2)
+    if chunk_bytes > budget:
+        hint = "lower --max-batch" if chunk > n_dev else "use a smaller config"
+        raise ConfigError(f"--max-batch: one chunk of {chunk} runs needs {chunk_bytes / 2**30:.1f} "
+                          f"GiB, more than the {budget / 2**30:.1f} GiB this device can give; {hint}")
 
     num_chunks = -(-n_runs // chunk)
     if dry_run:
@@ -468,16 +573,24 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
                 "num_chunks": num_chunks, "bytes_per_chunk": chunk_bytes,
                 "memory_budget_bytes": budget, "compiles": compiles + extra,
                 "compile_seconds": compile_seconds}
+    if plan_path and not saved_plan:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        with open(plan_path, "w") as f:
+            json.dump({"chunk_size": chunk, "num_devices": n_dev}, f)
+
     def run_segments(i, chunk_configs, chunk_params, state):
-        """Runs one chunk segment by segment from its last checkpoint, saving after each."""
+        """Runs one chunk segment by segment from its last checkpoint, saving after each.
+        Returns (metrics, diverged, params, seconds this chunk ran in earlier sessions)."""
         nonlocal compile_seconds, compiles
+        t_start = time.perf_counter()
         store = Checkpoints(os.path.join(checkpoint_dir, f"chunk-{i:04d}")) if checkpoint_dir else None
-        done, history, diverged = 0, [], np.zeros(chunk, bool)
+        done, history, diverged, earlier = 0, [], np.zeros(chunk, bool), 0.0
         restored = store.restore() if store else None
         if restored:
             done, item = restored
             state = jax.device_put(Checkpoints.unflatten(state, item["state"]), sharding)
             history, diverged = [item["metrics"]], np.asarray(item["diverged"])
+            earlier = float(item["seconds"])
         if tracker:
             tracker.start(i, num_chunks, done)
         while done < trainer.num_updates:
@@ -500,11 +613,14 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
             done += n
             history = [{k: np.concatenate([h[k] for h in history], axis=1) for k in history[-1]}]
             if store:
+                seconds = earlier + time.perf_counter() - t_start
                 store.save(done, {"state": Checkpoints.flatten(jax.device_get(state)),
-                                  "metrics": history[0], "diverged": diverged})
+                                  "metrics": history[0], "diverged": diverged,
+                                  "seconds": np.asarray(seconds, np.float64)})
                 if progress:
                     progress(f"checkpoint: chunk {i + 1}/{num_chunks}, update {done}/{trainer.num_updates}")
-        return history[0], diverged, (jax.device_get(state["params"]) if keep_params else None)
+        params = jax.device_get(state["params"]) if keep_params else None
+        return history[0], diverged, params, earlier
 
     last_segment = {}
     outputs, flags, kept, run_seconds = [], [], [], 0.0
@@ -516,13 +632,15 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
         t0 = time.perf_counter()
         if tracker:
             tracker.start(i, num_chunks)
+        earlier = 0.0  # a resumed chunk's time in earlier sessions: steps/s over the whole run
         if not segmented:
             metrics, diverged, params = jax.device_get(
                 program(chunk_configs, chunk_keys, chunk_params, chunk_init))
         else:
-            metrics, diverged, params = run_segments(i, chunk_configs, chunk_params, init_program(
-                chunk_configs, chunk_keys, chunk_params, chunk_init))
-        run_seconds += time.perf_counter() - t0
+            metrics, diverged, params, earlier = run_segments(
+                i, chunk_configs, chunk_params,
+                init_program(chunk_configs, chunk_keys, chunk_params, chunk_init))
+        run_seconds += earlier + time.perf_counter() - t0
         valid = min(chunk, n_runs - i * chunk)
         outputs.append({k: v[:valid] for k, v in metrics.items()})
         flags.append(diverged[:valid])

@@ -43,7 +43,8 @@ def load_run(run_dir: str) -> tuple[Any, dict[str, Any]]:
 
     path = os.path.join(run_dir, "metrics.csv")
     if not os.path.isfile(path):
-        what = "does not exist" if not os.path.isdir(run_dir) else "has no metrics.csv"
+        what = ("is a file, not a run folder" if os.path.isfile(run_dir) else "does not exist"
+                if not os.path.isdir(run_dir) else "has no metrics.csv")
         raise ValueError(f"{run_dir}: {what}; expected a run folder written by `python -m jaxrl "
                          "train --out DIR` (config.json, metrics.csv, summary.json)")
     try:

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from jaxrl import stats
-from jaxrl.config import ConfigError, check_fields, static_fields
+from jaxrl.config import ConfigError, check_fields, explicit_fields, make_config, static_fields
 from jaxrl.experiment import Results, run
 
 TEST_SEED_OFFSET = 1_000_000
@@ -88,10 +88,16 @@ def parse_values(field: dataclasses.Field, text: str) -> list:
     return values
 
 
-def grid_configs(base, grid: dict[str, Sequence]) -> list:
-    """The cartesian product of `grid` over `base` (field name -> values)."""
+def grid_configs(base, grid: dict[str, Sequence], given: dict | None = None) -> list:
+    """The cartesian product of `grid` over `base` (field name -> values). A grid point over a
+    static choice gets that choice's own implied defaults (natural DQN's per-solver lr and
+    damping) for every field not set on purpose: `given` (e.g. the command line's options),
+    default the fields of `base` that differ from its own implied defaults."""
     names = list(grid)
-    configs = [base.replace(**dict(zip(names, combo))) for combo in itertools.product(*grid.values())]
+    given = explicit_fields(base) if given is None else given
+    kept = {k: v for k, v in given.items() if k not in grid}
+    configs = [make_config(type(base), kept | dict(zip(names, combo)))
+               for combo in itertools.product(*grid.values())]
     for cfg in configs:
         check_fields(cfg)
     return configs

@@ -5,7 +5,10 @@ import json
 import numpy as np
 import pytest
 
+import jax
+
 from conftest import TINY_PPO, run_python
+from jaxrl.config import ConfigError
 from jaxrl.experiment import run
 
 pytestmark = pytest.mark.timeout(300)
@@ -74,16 +77,22 @@ def test_chunks_follow_the_compiled_programs_memory(unchunked, monkeypatch):
     seen = []
     real = experiment.compiled_bytes
 
-    def spy(compiled):
+    def spy(compiled):  # the real figure is measured; the budget sees one unit per run
         seen.append(real(compiled))
-        return seen[-1]
+        return jax.tree.leaves(compiled.in_avals)[0].shape[0]
 
+    n_dev = len(jax.local_devices())
     monkeypatch.setattr(experiment, "compiled_bytes", spy)
-    monkeypatch.setattr(experiment, "_memory_budget", lambda device: 1)  # nothing fits
+    monkeypatch.setattr(experiment, "_memory_budget", lambda device: n_dev)  # one run per device
     squeezed = run("ppo", "CartPole-v1", configs, range(5), progress=None)
     assert seen[0] > 0 and len(seen) >= 2  # measured, then halved at least once
-    assert squeezed.chunk_size == len(squeezed.devices)  # down to one run per device
+    assert squeezed.chunk_size == n_dev  # down to one run per device
     assert_same_metrics(squeezed.metrics, results.metrics)
+
+    # When even one run per device does not fit: refused with the sizes, nothing run.
+    monkeypatch.setattr(experiment, "_memory_budget", lambda device: n_dev - 1)
+    with pytest.raises(ConfigError, match=f"one chunk of {n_dev} runs needs .* use a smaller"):
+        run("ppo", "CartPole-v1", configs, range(5), progress=None)
 
 
 def test_a_diverging_seed_is_flagged_and_leaves_the_others_alone(unchunked):

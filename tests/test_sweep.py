@@ -60,7 +60,7 @@ def test_random_search_stays_in_range():
     (["--grid", "lr=-1"], "--lr: got -1.0, must be > 0.0"),
     ([], "--grid: give at least one --grid"),
     (["--random", "4"], "--random: give the fields to draw as --range"),
-    (["--random", "4", "--range", "lr=1e-3:1e-4"], "--range lr: needs a float field and LO < HI"),
+    (["--random", "4", "--range", "lr=1e-3:1e-4"], "--range lr: needs a float field and finite LO < HI"),
     (["--grid", "num_minibatches=3"], "--num-minibatches: 3 does not divide"),
 ])
 def test_bad_sweeps_fail_before_compiling(tmp_path, capsys, args, message):

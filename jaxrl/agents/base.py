@@ -47,6 +47,8 @@ class Trainer:
 
         def body(config, state, update_index):
             state, metrics = self.update(config, state)
+            # Per update, so a table shows when a run diverged, not only that it did.
+            metrics = {**metrics, "diverged": nonfinite((state["params"], state.get("opt_state")))}
             done = update_index + 1
             if eval_every:
                 key = jax.random.fold_in(jax.random.PRNGKey(0), done)  # same starts for every run
@@ -70,6 +72,12 @@ class Trainer:
     def __call__(self, config, key):
         """The whole run: `(config, key) -> (final state, metrics [num_updates])`."""
         return self.segment(self.num_updates)(config, self.init(config, key))
+
+
+def nonfinite(tree) -> jax.Array:
+    """True when any float leaf of `tree` holds a NaN or inf (the definition of a diverged run)."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
+    return ~jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in leaves] or [True]))
 
 
 def check_task_spread(num_envs: int, env_params) -> None:

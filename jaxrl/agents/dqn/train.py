@@ -52,12 +52,13 @@ class QNetwork(nn.Module):
         return MLP(self.hidden_sizes, self.num_actions, self.activation, out_scale=1.0)(x)
 
 
-def validate(config: DQNConfig, env, env_params) -> None:
+def validate(config: DQNConfig, env, env_params, algo: str = "dqn") -> None:
     """Raise ConfigError, naming the option, for any config this env cannot train with."""
     check_fields(config)
     check_task_spread(config.num_envs, env_params)
     if not envs.is_discrete(env, env_params):
-        raise ConfigError(f"--algo dqn: needs a Discrete action space, got {env.action_space(env_params)}")
+        raise ConfigError(f"--algo {algo}: needs a Discrete action space, got "
+                          f"{env.action_space(env_params)}; naf or ppo train continuous actions")
     validate_replay(config)
 
 

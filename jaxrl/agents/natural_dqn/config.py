@@ -13,7 +13,7 @@ from __future__ import annotations
 from flax import struct
 
 from jaxrl.agents.dqn.config import DQNConfig
-from jaxrl.config import hparam, static
+from jaxrl.config import hparam, make_config, static
 
 
 # Per-solver defaults that differ from the field defaults (see the module docstring and README).
@@ -41,11 +41,10 @@ class NaturalDQNConfig(DQNConfig):
 
     @staticmethod
     def implied_defaults(fields: dict) -> dict:
-        """The CLI's hook: the chosen solver's SOLVER_DEFAULTS (for options not given)."""
+        """The chosen solver's SOLVER_DEFAULTS, for the fields not given (`config.make_config`)."""
         return SOLVER_DEFAULTS.get(fields["preconditioner"], {})
 
     @classmethod
     def for_solver(cls, preconditioner: str, **overrides) -> "NaturalDQNConfig":
         """The config for `preconditioner` with its SOLVER_DEFAULTS, then `overrides`."""
-        return cls(preconditioner=preconditioner,
-                   **{**SOLVER_DEFAULTS.get(preconditioner, {}), **overrides})
+        return make_config(cls, {"preconditioner": preconditioner, **overrides})

@@ -37,7 +37,7 @@ def make_optimizer(config: NaturalDQNConfig) -> optax.GradientTransformationExtr
 
 
 def validate(config: NaturalDQNConfig, env, env_params) -> None:
-    dqn.validate(config, env, env_params)
+    dqn.validate(config, env, env_params, algo="natural_dqn")
     if config.loss != "mse":
         raise ConfigError(f"--loss: natural_dqn needs mse (its Fisher is the Gauss-Newton matrix of "
                           f"the squared TD error), got {config.loss!r}")
