@@ -55,11 +55,21 @@ def make(name: str, **kwargs: Any) -> tuple[Any, Any]:
     raise ValueError(f"--env: unknown environment {name!r}; allowed: {', '.join(list_envs())}")
 
 
+DEFAULT_MAX_STEPS = 1000  # the time limit assumed for an env whose params set none
+
+
+def max_steps(params: Any) -> int:
+    """The env's time limit in steps (`params.max_steps_in_episode`), DEFAULT_MAX_STEPS when its
+    params set none: the one rule for evaluation caps and the final-return window."""
+    value = getattr(params, "max_steps_in_episode", None)
+    return int(value) if value else DEFAULT_MAX_STEPS
+
+
 def is_discrete(env: Any, params: Any) -> bool:
     """True when the action space is a gymnax Discrete space."""
     return isinstance(env.action_space(params), gymnax.environments.spaces.Discrete)
 
 
-__all__ = ["make", "list_envs", "is_discrete", "Wrapper", "AutoReset", "EpisodeStats",
+__all__ = ["make", "list_envs", "is_discrete", "max_steps", "DEFAULT_MAX_STEPS", "Wrapper", "AutoReset", "EpisodeStats",
            "NormalizeObservation", "ClipAction", "RescaleAction", "BRAX_ENVS", "FAMILIES", "TaskFamily",
            "TaskParams", "env_task_index", "is_table", "num_tasks", "select_tasks", "spread_tasks", "task"]

@@ -28,10 +28,9 @@ FINAL_FRACTION = stats.FINAL_FRACTION  # the final-return window's share of the 
 
 
 def episode_updates(env_params, steps_per_update: int, num_envs: int) -> int:
-    """Updates spanned by an episode of the env's longest length (`max_steps_in_episode`; 0 when
-    the env has none): each env takes steps_per_update / num_envs steps per update."""
-    longest = int(getattr(env_params, "max_steps_in_episode", 0) or 0)
-    return -(-longest * num_envs // steps_per_update) if longest > 0 else 0
+    """Updates spanned by an episode of the env's longest length (`envs.max_steps`): each env
+    takes steps_per_update / num_envs steps per update."""
+    return -(-envs.max_steps(env_params) * num_envs // steps_per_update)
 
 
 def seed_key(seed: int) -> jax.Array:
@@ -274,11 +273,14 @@ def _diverged(state) -> jax.Array:
 # A run is (config, key, env params, initial network params); env params are None (the trainer's
 # own) or, for a task family, the run's task table: `trainer_for(params)` builds the trainer on the
 # traced table, so one compiled program serves every task selection of the same size. Initial
-# params are None (the agent's random init) or the params to fine-tune, put into the fresh state.
+# params are None (the agent's random init) or the params to fine-tune (`Trainer.params` of a
+# finished run), put into the fresh state by the agent's own `with_params`, which rebuilds
+# everything derived from them (target networks, optimizer state).
 def _init_run(trainer_for) -> Callable:
     def init(config, key, env_params, init_params):
-        state = trainer_for(env_params).init(config, key)
-        return state if init_params is None else {**state, "params": init_params}
+        trainer = trainer_for(env_params)
+        state = trainer.init(config, key)
+        return state if init_params is None else trainer.with_params(config, state, init_params)
 
     return init
 
@@ -286,8 +288,9 @@ def _init_run(trainer_for) -> Callable:
 def _whole_run(trainer_for, num_updates: int, keep_params: bool, **segment_options) -> Callable:
     def whole(config, key, env_params, init_params):
         state = _init_run(trainer_for)(config, key, env_params, init_params)
-        state, metrics = trainer_for(env_params).segment(num_updates, **segment_options)(config, state)
-        return metrics, _diverged(state), state["params"] if keep_params else None
+        trainer = trainer_for(env_params)
+        state, metrics = trainer.segment(num_updates, **segment_options)(config, state)
+        return metrics, _diverged(state), trainer.params(state) if keep_params else None
 
     return whole
 
@@ -477,14 +480,14 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
         spec.validate(cfg, env, env_params)
     stacked = stack_configs(configs)
     n_runs = len(configs) * len(seeds)
-    trainer = spec.make_train(configs[0], env, env_params)
+    trainer = spec.make_trainer(configs[0], env, env_params)
     tracker = Progress(progress, trainer.num_updates, spec.steps_per_update(configs[0]),
                        n_runs) if progress else None
     options = dict(eval_every=eval_every, eval_episodes=eval_episodes, on_progress=tracker,
                    progress_every=max(1, trainer.num_updates // 100) if tracker else 0)
 
     def trainer_for(params):
-        return trainer if params is None else spec.make_train(configs[0], env, params)
+        return trainer if params is None else spec.make_trainer(configs[0], env, params)
 
     check_host_memory(_whole_run(trainer_for, trainer.num_updates, keep_params, **options),
                       (jax.tree.map(lambda x: x[0], stacked), seed_key(0),
@@ -619,7 +622,7 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
                                   "seconds": np.asarray(seconds, np.float64)})
                 if progress:
                     progress(f"checkpoint: chunk {i + 1}/{num_chunks}, update {done}/{trainer.num_updates}")
-        params = jax.device_get(state["params"]) if keep_params else None
+        params = jax.device_get(jax.vmap(trainer.params)(state)) if keep_params else None
         return history[0], diverged, params, earlier
 
     last_segment = {}

@@ -193,9 +193,9 @@ def test_same_key_same_result_vmapped_equals_lone_and_what_the_buffer_holds(tiny
     np.testing.assert_allclose(m1["epsilon"], 1 + np.clip(steps / 40, 0, 1) * (0.05 - 1), rtol=1e-5)
 
     # The buffer (200 transitions, no wrap) holds each env's steps in order, rows iteration x env.
-    data = jax.tree.map(lambda x: np.asarray(x)[:200].reshape((50, 4) + x.shape[1:]), state["buffer"].data)
+    data = jax.tree.map(lambda x: np.asarray(x)[:200].reshape((50, 4) + x.shape[1:]), state.buffer.data)
     done = data["terminated"] | data["truncated"]
-    assert data["terminated"].sum() > 0 and int(state["buffer"].size) == 200
+    assert data["terminated"].sum() > 0 and int(state.buffer.size) == 200
     for t in range(49):
         for e in range(4):
             same = np.array_equal(data["next_obs"][t, e], data["obs"][t + 1, e])

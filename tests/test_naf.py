@@ -154,7 +154,7 @@ def test_same_key_same_result_vmapped_equals_lone_and_what_the_buffer_holds(tiny
     np.testing.assert_allclose(m1["noise"], 0.5 + np.clip(steps / 40, 0, 1) * (0.05 - 0.5), rtol=1e-5)
     # The buffer holds normalised actions in [-1, 1] and, per env, next_obs == the following obs
     # (Pendulum never terminates and truncates at 200 steps: 50 iterations here see no reset).
-    data = jax.tree.map(lambda x: np.asarray(x)[:200].reshape((50, 4) + x.shape[1:]), state["buffer"].data)
+    data = jax.tree.map(lambda x: np.asarray(x)[:200].reshape((50, 4) + x.shape[1:]), state.buffer.data)
     assert data["action"].shape == (50, 4, 1) and np.all(np.abs(data["action"]) <= 1.0)
     assert np.abs(data["action"]).max() > 0.5  # the box is used, not just its middle
     np.testing.assert_array_equal(data["next_obs"][:-1], data["obs"][1:])
@@ -202,7 +202,7 @@ def test_optimizer_hook_gets_q_fn_batch_and_td(tiny_naf):
     env, params = envs.make("Pendulum-v1")
     train = make_train(tiny_naf, env, params, make_optimizer=lambda c: checking_sgd(c.lr))
     state, metrics = jax.jit(train)(tiny_naf, seed_key(0))
-    assert float(state["opt_state"]) < 1e-4 and np.all(np.isfinite(metrics["td_loss"][3:]))
+    assert float(state.agent.opt_state) < 1e-4 and np.all(np.isfinite(metrics["td_loss"][3:]))
 
     from jaxrl.optim import fisher_preconditioner
 
@@ -210,7 +210,7 @@ def test_optimizer_hook_gets_q_fn_batch_and_td(tiny_naf):
         solver="diagonal", damping=1e-3, eta_max=c.lr, delta=1e-3))
     state, metrics = jax.jit(fisher)(tiny_naf, seed_key(0))
     assert np.all(np.isfinite(metrics["td_loss"][3:]))
-    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state["params"]))
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.agent.params))
 
 
 @pytest.mark.timeout(180)
@@ -234,10 +234,10 @@ def test_naf_runs_on_brax_mjx():
     env, params = envs.make("brax/inverted_pendulum")
     train = make_train(config, env, params)  # one jit, no memory-analysis compile: MJX compiles slowly
     state, m = jax.jit(jax.vmap(train, in_axes=(None, 0)))(config, jax.vmap(seed_key)(np.arange(2)))
-    assert m["td_loss"].shape == (2, 12) and state["buffer"].data["action"].shape == (2, 64, 1)
+    assert m["td_loss"].shape == (2, 12) and state.buffer.data["action"].shape == (2, 64, 1)
     assert np.all(np.isfinite(m["td_loss"][:, 3:])) and np.all(np.isnan(m["td_loss"][:, :3]))
     assert np.all(np.isfinite(m["q_mean"][:, 3:]))
-    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state["params"]))
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.agent.params))
 
 
 # ---------------------------------------------------------------------------------- CLI

@@ -36,11 +36,11 @@ def test_the_step_inside_dqn_is_the_optimizers_step_on_the_same_batch(solver):
     after, _ = jax.jit(trainer.update)(config, state)
 
     # What update does before its gradient step: the env iterations, then the batch sample.
-    _, sample_key = jax.random.split(state["key"])
-    batch = buffers.sample(after["buffer"], sample_key, config.batch_size)  # no add after sampling
+    _, sample_key = jax.random.split(state.key)
+    batch = buffers.sample(after.buffer, sample_key, config.batch_size)  # no add after sampling
     net = QNetwork(num_actions=2, hidden_sizes=(16, 16), activation="relu")
-    params = state["params"]
-    grads, aux = jax.grad(dqn_loss, has_aux=True)(params, state["target_params"], net.apply, batch,
+    params = state.agent.params
+    grads, aux = jax.grad(dqn_loss, has_aux=True)(params, state.agent.target_params, net.apply, batch,
                                                   config.gamma, True, "mse")
 
     def q_fn(p, b):
@@ -51,9 +51,9 @@ def test_the_step_inside_dqn_is_the_optimizers_step_on_the_same_batch(solver):
     assert float(optax.global_norm(grads)) < config.max_grad_norm
     updates, _ = opt.update(half, opt.init(params), params, q_fn=q_fn, batch=batch, td=aux["td"])
     want = optax.apply_updates(params, updates)
-    for a, b in zip(jax.tree.leaves(after["params"]), jax.tree.leaves(want)):
+    for a, b in zip(jax.tree.leaves(after.agent.params), jax.tree.leaves(want)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-    assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(after["params"]),
+    assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(after.agent.params),
                                                      jax.tree.leaves(params)))
 
 
@@ -63,7 +63,7 @@ def test_no_target_network_runs_and_same_key_same_result():
     train = jax.jit(make_train(config, env, env_params))
     state, m1 = train(config, seed_key(1))
     _, m2 = train(config, seed_key(1))
-    assert state["target_params"] is None
+    assert state.agent.target_params is None
     assert np.all(np.isfinite(m1["td_loss"][3:])) and np.all(np.isnan(m1["td_loss"][:3]))
     for k in m1:
         np.testing.assert_array_equal(m1[k], m2[k], err_msg=k)

@@ -261,7 +261,8 @@ def test_divergence_is_flagged_from_the_update_it_happened():
         params = jnp.where(state["count"] >= 3, jnp.nan, state["params"])
         return {**state, "params": params, "count": state["count"] + 1}, {"loss": params.sum()}
 
-    trainer = Trainer(init=lambda c, k: {"params": jnp.ones(2), "opt_state": (), "count": 0},
-                      update=update, num_updates=6)
+    trainer = Trainer(init=lambda c, k: {"params": jnp.ones(2), "count": 0}, update=update,
+                      num_updates=6, params=lambda state: state["params"], with_params=None,
+                      policy=None)
     _, metrics = trainer(None, None)
     np.testing.assert_array_equal(metrics["diverged"], [False] * 3 + [True] * 3)

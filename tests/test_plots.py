@@ -154,7 +154,7 @@ def test_final_window_is_at_least_one_longest_episode():
 
     assert episode_updates(envs_params(500), steps_per_update=16, num_envs=16) == 500
     assert episode_updates(envs_params(500), steps_per_update=512, num_envs=4) == 4  # PPO: 128 steps
-    assert episode_updates(object(), 16, 16) == 0
+    assert episode_updates(object(), 16, 16) == 1000  # no time limit: envs.DEFAULT_MAX_STEPS
     count = np.zeros((1, 1, 100), int)
     count[0, 0, 80] = 2  # the last episodes ended 20 updates before the end
     mean = np.where(count > 0, 450.0, np.nan)

@@ -1,29 +1,19 @@
-"""The algorithm registry: a new algorithm is one folder under jaxrl/agents/ and one line here.
-
-Each entry gives the config class, `make_train(config, env, env_params) -> train(config, key)`,
-`validate(config, env, env_params)` (raises ConfigError) and `steps_per_update(config)`."""
+"""The algorithm registry: a new algorithm is one folder under jaxrl/agents/ that exports its
+`ALGO` (a `jaxrl.agents.base.Algo`: name, Config, make_trainer, validate, steps_per_update), and
+one entry in `_BUILTIN` here. `register` adds a variant at run time."""
 from __future__ import annotations
 
-from types import SimpleNamespace
+import dataclasses
+import functools
 
-from jaxrl.agents import dqn, natural_dqn, ppo
-from jaxrl.agents import naf
-from jaxrl.agents.ppo import train as ppo_train
+from jaxrl.agents import dqn, naf, natural_dqn, ppo
+from jaxrl.agents.base import Algo, Trainer
 
-ALGOS = {
-    "ppo": SimpleNamespace(Config=ppo.PPOConfig, make_train=ppo.make_train, validate=ppo.validate,
-                           steps_per_update=ppo_train.steps_per_update),
-    "dqn": SimpleNamespace(Config=dqn.DQNConfig, make_train=dqn.make_train, validate=dqn.validate,
-                           steps_per_update=dqn.steps_per_update),
-    "natural_dqn": SimpleNamespace(Config=natural_dqn.NaturalDQNConfig,
-                                   make_train=natural_dqn.make_train, validate=natural_dqn.validate,
-                                   steps_per_update=natural_dqn.steps_per_update),
-    "naf": SimpleNamespace(Config=naf.NAFConfig, make_train=naf.make_train, validate=naf.validate,
-                           steps_per_update=naf.steps_per_update),
-}
+_BUILTIN = (ppo.ALGO, dqn.ALGO, natural_dqn.ALGO, naf.ALGO)
+ALGOS: dict[str, Algo] = {algo.name: algo for algo in _BUILTIN}
 
 
-def get_algo(name: str) -> SimpleNamespace:
+def get_algo(name: str) -> Algo:
     from jaxrl.config import ConfigError
 
     if name not in ALGOS:
@@ -31,12 +21,14 @@ def get_algo(name: str) -> SimpleNamespace:
     return ALGOS[name]
 
 
-def register(name: str, base: str, **make_train_kwargs) -> SimpleNamespace:
-    """Register a variant of algorithm `base` under `name`, e.g. PPO with another loss:
+def register(name: str, base: str | Algo, **make_trainer_kwargs) -> Algo:
+    """Register an algorithm under `name`: a new `Algo`, or a variant of a registered one with
+    hooks of its make_trainer bound, e.g. PPO with another loss:
     `register("ppo_mine", base="ppo", loss_fn=my_loss)`; `run("ppo_mine", ...)` then trains it."""
-    import functools
-
-    spec = get_algo(base)
-    ALGOS[name] = SimpleNamespace(**{**vars(spec), "make_train": functools.partial(
-        spec.make_train, **make_train_kwargs)})
+    algo = base if isinstance(base, Algo) else get_algo(base)
+    ALGOS[name] = dataclasses.replace(
+        algo, name=name, make_trainer=functools.partial(algo.make_trainer, **make_trainer_kwargs))
     return ALGOS[name]
+
+
+__all__ = ["ALGOS", "Algo", "Trainer", "get_algo", "register"]

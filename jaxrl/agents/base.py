@@ -1,10 +1,11 @@
-"""What every agent's `make_train` returns: `init` and `update` as pure functions, so that a whole
-run is `init` followed by a scan of `update`, and a run can also be cut into segments of updates
-(for checkpoints) that compute exactly what the whole scan computes.
+"""The agent interface: an `Algo` (what the registry holds) makes a `Trainer`, whose `init` and
+`update` are pure functions over the agent's own typed state, so that a whole run is `init`
+followed by a scan of `update`, and a run can also be cut into segments of updates (for
+checkpoints) that compute exactly what the whole scan computes.
 
-The scan can also run greedy evaluation episodes every `eval_every` updates (when the agent gives
-a `greedy_policy`) and report progress to the host; both are switched by the update index, which
-is not batched under vmap, so they cost nothing on the other updates."""
+The scan can also run greedy evaluation episodes every `eval_every` updates (with the agent's
+deterministic `policy`) and report progress to the host; both are switched by the update index,
+which is not batched under vmap, so they cost nothing on the other updates."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,19 +20,48 @@ from jaxrl.config import ConfigError
 EVAL_METRICS = ("eval_return_mean", "eval_return_std", "eval_length_mean")
 
 
+@dataclasses.dataclass(frozen=True)
+class Algo:
+    """One algorithm, as the registry (`jaxrl.agents.ALGOS`) holds it. Each agent folder exports
+    one: its `Config` (a frozen dataclass, `jaxrl.config` fields), `make_trainer(config, env,
+    env_params) -> Trainer` (reads only the static fields), `validate(config, env, env_params)`
+    (raises ConfigError naming the option) and `steps_per_update(config)` (env steps per metrics
+    row, all envs of one run together)."""
+
+    name: str
+    Config: type
+    make_trainer: Callable[..., "Trainer"]
+    validate: Callable[[Any, Any, Any], None]
+    steps_per_update: Callable[[Any], int]
+
+    @property
+    def make_train(self):  # the first interface's name, kept for scripts and notebooks
+        return self.make_trainer
+
+
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: it may hold arrays
 class Trainer:
-    """`init(config, key) -> state`; `update(config, state) -> (state, metrics)` where metrics is
-    a dict of scalars for one update. Calling the trainer runs all `num_updates` updates.
+    """What an agent's `make_trainer` returns, all pure functions over the agent's own typed state:
 
-    `greedy_policy(state) -> act` (optional) gives the deterministic policy of a training state,
-    `act(obs [E, ...]) -> actions [E, ...]`, acting in `eval_env` (the env without training-only
-    wrappers), whose episodes are capped at `eval_max_steps`."""
+    - `init(config, key) -> state`; `update(config, state) -> (state, metrics)`, metrics a dict of
+      scalars for one update. Calling the trainer runs all `num_updates` updates.
+    - `params(state) -> params`: what a trained agent is (network params, plus whatever else its
+      policy needs, e.g. observation statistics); saved with a run, loaded by `jaxrl.load`.
+    - `with_params(config, state, params) -> state`: `state` with `params` put in and everything
+      derived from them rebuilt (target networks, optimizer state), for fine-tuning.
+    - `policy(params) -> act`, `act(obs [E, ...]) -> actions [E, ...]`: the deterministic policy,
+      built from params alone; evaluation, rendering and a loaded run all use it. It acts in
+      `eval_env` (the env without training-only wrappers), episodes capped at `eval_max_steps`.
+    - `value(params) -> fn`, `fn(obs [E, ...])`: the learned value function (V(s) [E] for actor-
+      critics, Q(s, .) [E, A] for the Q-learners), or None."""
 
     init: Callable[[Any, jax.Array], Any]
     update: Callable[[Any, Any], tuple[Any, dict]]
     num_updates: int
-    greedy_policy: Callable[[Any], Callable] | None = None
+    params: Callable[[Any], Any]
+    with_params: Callable[[Any, Any, Any], Any]
+    policy: Callable[[Any], Callable]
+    value: Callable[[Any], Callable] | None = None
     eval_env: Any = None
     eval_env_params: Any = None
     eval_max_steps: int = 1000
@@ -42,21 +72,19 @@ class Trainer:
         metrics are stacked [num_updates]. With `eval_every`, greedy evaluation metrics
         (`EVAL_METRICS`, NaN on the other updates) after every eval_every-th update; with
         `on_progress`, a host callback with the number of updates done every progress_every."""
-        if eval_every and self.greedy_policy is None:
-            raise ValueError("--eval-every: this algorithm has no greedy policy to evaluate")
-
         def body(config, state, update_index):
             state, metrics = self.update(config, state)
             # Per update, so a table shows when a run diverged, not only that it did.
-            metrics = {**metrics, "diverged": nonfinite((state["params"], state.get("opt_state")))}
+            metrics = {**metrics, "diverged": nonfinite(self.params(state))}
             done = update_index + 1
             if eval_every:
                 key = jax.random.fold_in(jax.random.PRNGKey(0), done)  # same starts for every run
                 nan = {name: jnp.float32(jnp.nan) for name in EVAL_METRICS}
                 metrics = {**metrics, **jax.lax.cond(
                     done % eval_every == 0,
-                    lambda: evaluate(self.eval_env, self.eval_env_params, self.greedy_policy(state),
-                                     key, eval_episodes, self.eval_max_steps),
+                    lambda: evaluate(self.eval_env, self.eval_env_params,
+                                     self.policy(self.params(state)), key, eval_episodes,
+                                     self.eval_max_steps),
                     lambda: nan)}
             if on_progress is not None and progress_every:
                 jax.lax.cond(done % progress_every == 0,

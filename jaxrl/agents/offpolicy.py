@@ -3,10 +3,12 @@ natural DQN, NAF): one update = `train_frequency` iterations of all `num_envs` e
 gradient step (none before `learning_starts` env steps); one metrics row per update."""
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 import envs
 from jaxrl import buffers
@@ -49,28 +51,71 @@ def validate_replay(config) -> None:
                           f"{num_updates(config) * per_update})")
 
 
-def make_offpolicy_trainer(config, env, env_params, *, network, action_example: jax.Array,
-                           explore: Callable, learn: Callable, optimizer_for: Callable,
-                           schedule: Callable, loss_names: tuple[str, ...], greedy_action: Callable,
-                           use_target: bool = True) -> Trainer:
-    """The replay-buffer agents' `Trainer`: the loop is here, what differs is in the hooks.
+@struct.dataclass
+class OffPolicyState:
+    """A replay-buffer agent's run: the agent's own state (`agent`, e.g. its networks, targets
+    and optimizer states) plus what the shared loop owns."""
+
+    agent: Any
+    buffer: Any
+    env_state: Any
+    obs: jax.Array
+    key: jax.Array
+    update_index: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class OffPolicyAgent:
+    """The hooks through which a replay-buffer agent plugs into the shared loop, each over the
+    agent's own state pytree (any number of networks, targets and optimizers):
+
+    - `init(config, key) -> agent_state`
+    - `act(config, agent_state, obs [E, ...], iteration, keys) -> (action to store [E, ...],
+      action to step the envs with, {name: scalar} averaged into the metrics row)`; `keys` is a
+      pair of PRNG keys
+    - `learn(config, agent_state, batch, update_index) -> (agent_state, {name: scalar})`: one
+      gradient step on a batch sampled uniformly from the buffer
+    - `schedule(config, env_steps) -> {name: scalar}` (epsilon, noise) reported per update
+    - `params(agent_state)`, `with_params(config, agent_state, params)`, `policy(params)`,
+      `value(params)`: as in `Trainer`
+    - `action_example`: one env's action as the buffer stores it."""
+
+    init: Callable
+    act: Callable
+    learn: Callable
+    schedule: Callable
+    params: Callable
+    with_params: Callable
+    policy: Callable
+    value: Callable | None
+    action_example: jax.Array
+
+
+@struct.dataclass
+class NetworkState:
+    """The agent state of DQN, natural DQN and NAF: one network, its target (None without one)
+    and its optimizer's state. `fresh` builds it from params, so init and fine-tuning
+    (`with_params`) derive the target and optimizer state the same way."""
+
+    params: Any
+    target_params: Any
+    opt_state: Any
+
+    @staticmethod
+    def fresh(params, optimizer, use_target: bool) -> "NetworkState":
+        return NetworkState(params=params, target_params=params if use_target else None,
+                            opt_state=optimizer.init(params))
+
+
+def make_offpolicy_trainer(config, env, env_params, agent: OffPolicyAgent) -> Trainer:
+    """The replay-buffer agents' `Trainer`: the loop is here, what differs is in `agent`'s hooks.
 
     `env` is the env the agent acts in (evaluation uses it as given; training adds EpisodeStats).
-    A run's state: params, target_params (None unless `use_target`), opt_state, buffer, env_state,
-    obs, key, update_index. One update: a scan of `train_frequency` iterations, each
-      explore(config, params, obs [E, ...], iteration, key_a, key_b) -> (action to store in the
-          buffer [E, ...] (shaped like `action_example` per env), action to step the envs with,
-          {name: per-iteration scalar} averaged into the metrics row),
-    the transitions (next_obs the final observation where an episode ended, terminated and
-    truncated apart) added to the buffer; then, from the first update that reaches
-    learning_starts, one gradient step on a uniformly sampled batch,
-      learn(config, optimizer, params, target_params, opt_state, batch, update_index)
-          -> (params, target_params, opt_state, {name: scalar} for each of `loss_names`),
-    NaN for `loss_names` before it. `optimizer_for(config)` is the optax transformation (built
-    inside the program from the traced config); `schedule(config, env_steps)` -> {name: scalar}
-    (epsilon, noise) is reported at each update's last iteration. The metrics row: the episode
-    statistics (per task on a task table), losses, explore's averages, schedule.
-    `greedy_action(params, obs)` is the evaluation policy."""
+    One update: a scan of `train_frequency` iterations, each acting with `agent.act` in all
+    envs and adding the transitions (next_obs the final observation where an episode ended,
+    terminated and truncated apart) to the buffer; then, from the first update that reaches
+    learning_starts, one `agent.learn` step (its metrics NaN before). The metrics row: the
+    episode statistics (per task on a task table), learn's metrics, act's averages, schedule."""
     eval_env = env
     env = envs.EpisodeStats(env)
     obs_shape = env.observation_space(env_params).shape
@@ -80,25 +125,24 @@ def make_offpolicy_trainer(config, env, env_params, *, network, action_example: 
     reset_envs, step_envs = batched_env(env, env_params, num_envs)
     task_index = envs.env_task_index(env_params, num_envs)  # None unless a task table
 
-    def init(config, key: jax.Array) -> dict:
+    def init(config, key: jax.Array) -> OffPolicyState:
         key, init_key, reset_key = jax.random.split(key, 3)
         obs, env_state = reset_envs(jax.random.split(reset_key, num_envs))
-        params = network.init(init_key, jnp.zeros(obs_shape))
-        buffer = buffers.init({"obs": obs[0], "action": action_example, "reward": jnp.float32(0.0),
-                               "next_obs": obs[0], "terminated": jnp.bool_(False),
-                               "truncated": jnp.bool_(False)}, buffer_size)
-        return {"params": params, "target_params": params if use_target else None,
-                "opt_state": optimizer_for(config).init(params), "buffer": buffer,
-                "env_state": env_state, "obs": obs, "key": key, "update_index": jnp.int32(0)}
+        buffer = buffers.init({"obs": obs[0], "action": agent.action_example,
+                               "reward": jnp.float32(0.0), "next_obs": obs[0],
+                               "terminated": jnp.bool_(False), "truncated": jnp.bool_(False)},
+                              buffer_size)
+        return OffPolicyState(agent=agent.init(config, init_key), buffer=buffer,
+                              env_state=env_state, obs=obs, key=key, update_index=jnp.int32(0))
 
-    def update(config, state: dict) -> tuple[dict, dict]:
-        optimizer = optimizer_for(config)
-        index = state["update_index"]
+    def update(config, state: OffPolicyState) -> tuple[OffPolicyState, dict]:
+        index = state.update_index
 
         def env_step(carry, iteration):
-            params, buffer, env_state, obs, key = carry
+            buffer, env_state, obs, key = carry
             key, key_a, key_b, step_key = jax.random.split(key, 4)
-            action, env_action, extras = explore(config, params, obs, iteration, key_a, key_b)
+            action, env_action, extras = agent.act(config, state.agent, obs, iteration,
+                                                   (key_a, key_b))
             next_obs, env_state, reward, terminated, truncated, info = step_envs(
                 jax.random.split(step_key, num_envs), env_state, env_action)
             buffer = buffers.add(buffer, {"obs": obs, "action": action, "reward": reward,
@@ -106,38 +150,36 @@ def make_offpolicy_trainer(config, env, env_params, *, network, action_example: 
                                           "terminated": terminated, "truncated": truncated})
             episodes = {"episode_return": info["episode_return"],
                         "episode_length": info["episode_length"], "episode_done": info["episode_done"]}
-            return (params, buffer, env_state, next_obs, key), (episodes, extras)
+            return (buffer, env_state, next_obs, key), (episodes, extras)
 
         def gradient_step(args):
-            params, target_params, opt_state, buffer, key = args
-            batch = buffers.sample(buffer, key, batch_size)
-            return learn(config, optimizer, params, target_params, opt_state, batch, index)
+            agent_state, buffer, key = args
+            return agent.learn(config, agent_state, buffers.sample(buffer, key, batch_size), index)
 
         def no_gradient_step(args):  # before learning_starts: NaN metrics (no update), not 0
-            params, target_params, opt_state, _, _ = args
-            return params, target_params, opt_state, {name: jnp.float32(jnp.nan) for name in loss_names}
+            agent_state, buffer, key = args
+            names = jax.eval_shape(gradient_step, args)[1]
+            return agent_state, {name: jnp.float32(jnp.nan) for name in names}
 
-        key, sample_key = jax.random.split(state["key"])
+        key, sample_key = jax.random.split(state.key)
         iterations = index * train_frequency + jnp.arange(train_frequency)
-        (params, buffer, env_state, obs, key), (episodes, extras) = jax.lax.scan(
-            env_step, (state["params"], state["buffer"], state["env_state"], state["obs"], key),
-            iterations)
+        (buffer, env_state, obs, key), (episodes, extras) = jax.lax.scan(
+            env_step, (state.buffer, state.env_state, state.obs, key), iterations)
         # A real branch when `update_index` is shared by the vmapped runs (a whole run: it starts
         # as a constant), a select computing both when it is batched (a checkpointed segment, whose
         # state comes in batched): at worst one wasted gradient step per warm-up update.
-        params, target_params, opt_state, losses = jax.lax.cond(
-            index >= warmup, gradient_step, no_gradient_step,
-            (params, state["target_params"], state["opt_state"], buffer, sample_key))
+        agent_state, losses = jax.lax.cond(index >= warmup, gradient_step, no_gradient_step,
+                                           (state.agent, buffer, sample_key))
         metrics = {**episode_metrics(episodes, task_index, envs.num_tasks(env_params)), **losses,
                    **{name: value.mean() for name, value in extras.items()},
-                   **schedule(config, iterations[-1] * num_envs)}
-        return {"params": params, "target_params": target_params, "opt_state": opt_state,
-                "buffer": buffer, "env_state": env_state, "obs": obs, "key": key,
-                "update_index": index + 1}, metrics
+                   **agent.schedule(config, iterations[-1] * num_envs)}
+        return OffPolicyState(agent=agent_state, buffer=buffer, env_state=env_state, obs=obs,
+                              key=key, update_index=index + 1), metrics
 
-    def greedy_policy(state: dict):
-        return lambda obs: greedy_action(state["params"], obs)
+    def with_params(config, state: OffPolicyState, params) -> OffPolicyState:
+        return state.replace(agent=agent.with_params(config, state.agent, params))
 
-    return Trainer(init, update, num_updates(config), greedy_policy=greedy_policy, eval_env=eval_env,
-                   eval_env_params=env_params,
-                   eval_max_steps=int(getattr(env_params, "max_steps_in_episode", 1000)))
+    return Trainer(init, update, num_updates(config), params=lambda state: agent.params(state.agent),
+                   with_params=with_params, policy=agent.policy, value=agent.value,
+                   eval_env=eval_env, eval_env_params=env_params,
+                   eval_max_steps=envs.max_steps(env_params))

@@ -30,7 +30,8 @@ import optax
 
 import envs
 from jaxrl.agents.base import Trainer, check_task_spread
-from jaxrl.agents.offpolicy import make_offpolicy_trainer, validate_replay
+from jaxrl.agents.offpolicy import (NetworkState, OffPolicyAgent, make_offpolicy_trainer,
+                                    validate_replay)
 from jaxrl.agents.dqn.config import DQNConfig
 from jaxrl.agents.dqn.losses import dqn_loss
 from jaxrl.config import ConfigError, check_fields
@@ -95,16 +96,18 @@ def make_train(config: DQNConfig, env, env_params, make_optimizer=adam,
         progress = jnp.clip(env_steps / (config.exploration_fraction * total_steps), 0.0, 1.0)
         return config.start_e + progress * (config.end_e - config.start_e)
 
-    def explore(config: DQNConfig, params, obs, iteration, explore_key, random_key):  # epsilon-greedy
-        greedy = jnp.argmax(network.apply(params, obs), axis=-1)
+    def act(config: DQNConfig, agent: NetworkState, obs, iteration, keys):  # epsilon-greedy
+        explore_key, random_key = keys
+        greedy = jnp.argmax(network.apply(agent.params, obs), axis=-1)
         random = jax.random.uniform(explore_key, (num_envs,)) < epsilon_at(config, iteration * num_envs)
         action = jnp.where(random, jax.random.randint(random_key, (num_envs,), 0, num_actions), greedy)
         return action, action, {}
 
-    def learn(config: DQNConfig, optimizer, params, target_params, opt_state, batch, index):
+    def learn(config: DQNConfig, agent: NetworkState, batch, index):
+        params, target_params = agent.params, agent.target_params
         grads, losses, extra = gradient(config, params, target_params, batch, network.apply, taken_q)
-        updates, opt_state = optimizer.update(grads, opt_state, params, q_fn=taken_q, batch=batch,
-                                              **extra)
+        updates, opt_state = make_optimizer(config).update(
+            grads, agent.opt_state, params, q_fn=taken_q, batch=batch, **extra)
         params = optax.apply_updates(params, updates)
         if use_target:  # Polyak (tau = 1: a copy) whenever a multiple of target_every has passed
             done = (index + 1) * train_frequency
@@ -112,12 +115,20 @@ def make_train(config: DQNConfig, env, env_params, make_optimizer=adam,
             target_params = jax.tree.map(
                 lambda t, p: jnp.where(sync, config.tau * p + (1.0 - config.tau) * t, t),
                 target_params, params)
-        return params, target_params, opt_state, {**losses, "grad_norm": optax.global_norm(grads)}
+        return (NetworkState(params=params, target_params=target_params, opt_state=opt_state),
+                {**losses, "grad_norm": optax.global_norm(grads)})
 
-    return make_offpolicy_trainer(
-        config, env, env_params, network=network, action_example=jnp.int32(0), explore=explore,
-        learn=learn, optimizer_for=make_optimizer,
+    def fresh(config: DQNConfig, params) -> NetworkState:
+        return NetworkState.fresh(params, make_optimizer(config), use_target)
+
+    def q_values(params):
+        return lambda obs: network.apply(params, obs)
+
+    return make_offpolicy_trainer(config, env, env_params, OffPolicyAgent(
+        init=lambda config, key: fresh(config, network.init(key, jnp.zeros(obs_shape))),
+        act=act, learn=learn,
         schedule=lambda config, env_steps: {"epsilon": epsilon_at(config, env_steps)},
-        loss_names=("td_loss", "q_mean", "grad_norm"),
-        greedy_action=lambda params, obs: jnp.argmax(network.apply(params, obs), axis=-1),
-        use_target=use_target)
+        params=lambda agent: agent.params,
+        with_params=lambda config, agent, params: fresh(config, params),
+        policy=lambda params: lambda obs: jnp.argmax(network.apply(params, obs), axis=-1),
+        value=q_values, action_example=jnp.int32(0)))

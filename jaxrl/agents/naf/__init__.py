@@ -5,7 +5,10 @@ a Polyak target network and Gaussian exploration noise on mu with a linearly dec
 from jaxrl.agents.naf.config import NAFConfig
 from jaxrl.agents.naf.losses import naf_advantage, naf_loss, naf_q_value, taken_q, td_target
 from jaxrl.agents.naf.train import NAFNetwork, make_train, validate
+from jaxrl.agents.base import Algo
 from jaxrl.agents.offpolicy import steps_per_update
 
-__all__ = ["NAFConfig", "naf_advantage", "naf_loss", "naf_q_value", "taken_q", "td_target",
+ALGO = Algo("naf", NAFConfig, make_train, validate, steps_per_update)
+
+__all__ = ["ALGO", "NAFConfig", "naf_advantage", "naf_loss", "naf_q_value", "taken_q", "td_target",
            "NAFNetwork", "make_train", "steps_per_update", "validate"]

@@ -36,7 +36,8 @@ import optax
 
 import envs
 from jaxrl.agents.base import Trainer, check_task_spread
-from jaxrl.agents.offpolicy import make_offpolicy_trainer, validate_replay
+from jaxrl.agents.offpolicy import (NetworkState, OffPolicyAgent, make_offpolicy_trainer,
+                                    validate_replay)
 from jaxrl.agents.naf.config import NAFConfig
 from jaxrl.agents.naf.losses import naf_loss, num_l_entries, taken_q
 from jaxrl.config import ConfigError, check_fields
@@ -106,9 +107,13 @@ def make_train(config: NAFConfig, env, env_params,
         progress = jnp.clip(env_steps / (config.exploration_fraction * total_steps), 0.0, 1.0)
         return config.start_noise + progress * (config.end_noise - config.start_noise)
 
-    def explore(config: NAFConfig, params, obs, iteration, noise_key, random_key):
+    def optimizer(config: NAFConfig):
+        return optax.with_extra_args_support(make_optimizer(config))
+
+    def act(config: NAFConfig, agent: NetworkState, obs, iteration, keys):
         """mu(s) plus Gaussian noise; uniform random actions before learning_starts."""
-        mu = network.apply(params, obs)[1]
+        noise_key, random_key = keys
+        mu = network.apply(agent.params, obs)[1]
         noise = noise_at(config, iteration * num_envs)
         noisy = jnp.clip(mu + noise * jax.random.normal(noise_key, mu.shape), -1.0, 1.0)
         uniform = jax.random.uniform(random_key, mu.shape, minval=-1.0, maxval=1.0)
@@ -116,21 +121,28 @@ def make_train(config: NAFConfig, env, env_params,
         saturated = jnp.mean(jnp.any(jnp.abs(mu) > 0.99, axis=-1))
         return action, to_env_action(action), {"mu_saturated": saturated}
 
-    def learn(config: NAFConfig, optimizer, params, target_params, opt_state, batch, index):
+    def learn(config: NAFConfig, agent: NetworkState, batch, index):
+        params = agent.params
         batch = {**batch, "reward": batch["reward"] * config.reward_scale}
         grads, (losses, dloss_dq) = jax.grad(naf_loss, has_aux=True)(
-            params, target_params, network.apply, batch, config.gamma)
-        updates, opt_state = optimizer.update(
-            grads, opt_state, params, q_fn=lambda p, b: taken_q(p, network.apply, b),
+            params, agent.target_params, network.apply, batch, config.gamma)
+        updates, opt_state = optimizer(config).update(
+            grads, agent.opt_state, params, q_fn=lambda p, b: taken_q(p, network.apply, b),
             batch=batch, td=dloss_dq)
         params = optax.apply_updates(params, updates)
-        target_params = optax.incremental_update(params, target_params, config.tau)
-        return params, target_params, opt_state, {**losses, "grad_norm": optax.global_norm(grads)}
+        target_params = optax.incremental_update(params, agent.target_params, config.tau)
+        return (NetworkState(params=params, target_params=target_params, opt_state=opt_state),
+                {**losses, "grad_norm": optax.global_norm(grads)})
 
-    return make_offpolicy_trainer(
-        config, env, env_params, network=network,
-        action_example=jnp.zeros(action_dim, jnp.float32), explore=explore, learn=learn,
-        optimizer_for=lambda config: optax.with_extra_args_support(make_optimizer(config)),
+    def fresh(config: NAFConfig, params) -> NetworkState:
+        return NetworkState.fresh(params, optimizer(config), use_target=True)
+
+    return make_offpolicy_trainer(config, env, env_params, OffPolicyAgent(
+        init=lambda config, key: fresh(config, network.init(key, jnp.zeros(obs_shape))),
+        act=act, learn=learn,
         schedule=lambda config, env_steps: {"noise": noise_at(config, env_steps)},
-        loss_names=("td_loss", "q_mean", "v_mean", "advantage_mean", "grad_norm"),
-        greedy_action=lambda params, obs: to_env_action(network.apply(params, obs)[1]))
+        params=lambda agent: agent.params,
+        with_params=lambda config, agent, params: fresh(config, params),
+        policy=lambda params: lambda obs: to_env_action(network.apply(params, obs)[1]),
+        value=lambda params: lambda obs: network.apply(params, obs)[0],  # V(s) = max_a Q(s, a)
+        action_example=jnp.zeros(action_dim, jnp.float32)))

@@ -1,6 +1,9 @@
 """Proximal Policy Optimization (Schulman et al. 2017), discrete and Gaussian-continuous."""
 from jaxrl.agents.ppo.config import PPOConfig
 from jaxrl.agents.ppo.losses import compute_gae, ppo_loss
-from jaxrl.agents.ppo.train import make_train, validate
+from jaxrl.agents.base import Algo
+from jaxrl.agents.ppo.train import make_train, steps_per_update, validate
 
-__all__ = ["PPOConfig", "compute_gae", "ppo_loss", "make_train", "validate"]
+ALGO = Algo("ppo", PPOConfig, make_train, validate, steps_per_update)
+
+__all__ = ["ALGO", "PPOConfig", "compute_gae", "ppo_loss", "make_train", "validate"]

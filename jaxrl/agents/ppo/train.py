@@ -5,9 +5,12 @@
 leaves, so `jax.jit(jax.vmap(trainer))` over a batch of configs and keys is one compiled program."""
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
 
 import envs
 from jaxrl.agents.base import Trainer, batched_env, check_task_spread
@@ -70,14 +73,14 @@ def make_train(config: PPOConfig, env, env_params, loss_fn=ppo_loss):
         return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
                            optax.adam(learning_rate, eps=1e-5))
 
-    def init(config: PPOConfig, key: jax.Array) -> dict:
+    def init(config: PPOConfig, key: jax.Array) -> PPOState:
         key, init_key, reset_key = jax.random.split(key, 3)
         params = network.init(init_key, jnp.zeros(obs_shape))
         obs, env_state = reset_envs(jax.random.split(reset_key, num_envs))
-        return {"params": params, "opt_state": make_optimizer(config).init(params),
-                "env_state": env_state, "obs": obs, "key": key}
+        return PPOState(params=params, opt_state=make_optimizer(config).init(params),
+                        env_state=env_state, obs=obs, key=key)
 
-    def update(config: PPOConfig, state: dict) -> tuple[dict, dict]:
+    def update(config: PPOConfig, state: PPOState) -> tuple[PPOState, dict]:
         optimizer = make_optimizer(config)
 
         def env_step(carry, _):
@@ -114,8 +117,8 @@ def make_train(config: PPOConfig, env, env_params, loss_fn=ppo_loss):
             (params, opt_state), metrics = jax.lax.scan(minibatch_step, (params, opt_state), minibatches)
             return (params, opt_state, batch, key), metrics
 
-        params, opt_state, env_state, obs, key = (state["params"], state["opt_state"],
-                                                  state["env_state"], state["obs"], state["key"])
+        params, opt_state, env_state, obs, key = (state.params, state.opt_state, state.env_state,
+                                                  state.obs, state.key)
         (params, env_state, obs, key), traj = jax.lax.scan(
             env_step, (params, env_state, obs, key), None, num_steps)
         _, next_values = network.apply(params, traj["final_obs"])
@@ -131,19 +134,54 @@ def make_train(config: PPOConfig, env, env_params, loss_fn=ppo_loss):
         metrics = {**episode_metrics(traj, task_index, envs.num_tasks(env_params)),
                    **jax.tree.map(jnp.mean, losses),
                    "value_mean": traj["value"].mean(), "advantage_std": advantages.std()}
-        return {"params": params, "opt_state": opt_state, "env_state": env_state, "obs": obs,
-                "key": key}, metrics
+        return PPOState(params=params, opt_state=opt_state, env_state=env_state, obs=obs,
+                        key=key), metrics
 
-    def greedy_policy(state: dict):
-        def act(obs):
-            if config.normalize_obs:  # the statistics of the first training env
-                stats = jax.tree.map(lambda x: x[0], state["env_state"])
-                obs = jnp.clip((obs - stats.mean) / jnp.sqrt(stats.var + 1e-8), -10.0, 10.0)
-            dist, _ = network.apply(state["params"], obs)
-            return dist.mode()
+    def trained_params(state: PPOState) -> PPOParams:
+        """The network, and with normalize_obs the observation statistics of the first env."""
+        norm = None
+        if config.normalize_obs:
+            norm = {k: getattr(state.env_state, k)[0] for k in ("mean", "var", "count")}
+        return PPOParams(network=state.params, obs_norm=norm)
 
-        return act
+    def with_params(config: PPOConfig, state: PPOState, params: PPOParams) -> PPOState:
+        env_state = state.env_state
+        if config.normalize_obs:  # every env starts from the loaded statistics
+            env_state = env_state.replace(**{k: jnp.broadcast_to(v, getattr(env_state, k).shape)
+                                             for k, v in params.obs_norm.items()})
+        return state.replace(params=params.network, opt_state=make_optimizer(config).init(
+            params.network), env_state=env_state)
 
-    return Trainer(init, update, num_updates, greedy_policy=greedy_policy, eval_env=eval_env,
-                   eval_env_params=env_params,
-                   eval_max_steps=int(getattr(env_params, "max_steps_in_episode", 1000)))
+    def normalized(params: PPOParams, obs):
+        if params.obs_norm is None:
+            return obs
+        norm = params.obs_norm
+        return jnp.clip((obs - norm["mean"]) / jnp.sqrt(norm["var"] + 1e-8), -10.0, 10.0)
+
+    def policy(params: PPOParams):
+        return lambda obs: network.apply(params.network, normalized(params, obs))[0].mode()
+
+    def value(params: PPOParams):
+        return lambda obs: network.apply(params.network, normalized(params, obs))[1]
+
+    return Trainer(init, update, num_updates, params=trained_params, with_params=with_params,
+                   policy=policy, value=value, eval_env=eval_env, eval_env_params=env_params,
+                   eval_max_steps=envs.max_steps(env_params))
+
+
+@struct.dataclass
+class PPOState:
+    params: Any
+    opt_state: Any
+    env_state: Any
+    obs: jax.Array
+    key: jax.Array
+
+
+@struct.dataclass
+class PPOParams:
+    """A trained PPO agent: the actor-critic's params and, with normalize_obs, the observation
+    statistics (mean, var, count) its policy normalises with."""
+
+    network: Any
+    obs_norm: dict | None = None
