@@ -153,4 +153,5 @@ def render_gif(env: Any, params: Any, act: Any, path: str, key: jax.Array, steps
     qpos = np.asarray(rollout_qpos(env, params, act, key, steps))
     if is_table(params):
         qpos, params = qpos[task], jax.tree.map(lambda x: x[task], params)
-    return render_qpos_gif(env.mj_model(params), qpos, path, fps=fps, width=width, height=height)
+    task_id = int(np.asarray(params.task_id)) if hasattr(params, "task_id") else task
+    return render_qpos_gif(env.mj_model(task_id), qpos, path, fps=fps, width=width, height=height)

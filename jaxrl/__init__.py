@@ -24,4 +24,14 @@ if os.environ.get("JAXRL_CACHE_DIR") != "off":  # on by default, so repeat runs 
     enable_compilation_cache()
 
 __version__ = "0.1.0"
-__all__ = ["enable_compilation_cache", "__version__"]
+__all__ = ["enable_compilation_cache", "load", "__version__"]
+
+
+def __getattr__(name: str):
+    """`jaxrl.load(RUN)`: a finished run's configs, results and trained policies
+    (jaxrl.trained), imported on first use so that `import jaxrl` stays light."""
+    if name == "load":
+        from jaxrl.trained import load
+
+        return load
+    raise AttributeError(f"module 'jaxrl' has no attribute {name!r}")

@@ -121,6 +121,9 @@ def build_parser(algo: str | None) -> Parser:
                        "killed run continues with --resume and ends bit-identical on the CPU")
     train.add_argument("--resume", action="store_true", help="continue the unfinished run in "
                        "OUT.partial (same command line) from its last checkpoint")
+    train.add_argument("--init-from", default=None, metavar="RUN", help="fine-tune: seed i "
+                       "starts from seed i's trained params of the finished run RUN (same algo, "
+                       "env and network; targets and optimizer state rebuilt from them)")
     train.add_argument("--dry-run", action="store_true", help="compile, print the chunk plan "
                        "(chunk size and count, memory per chunk from the compiled program, "
                        "compiles) as JSON, and run nothing")
@@ -151,20 +154,44 @@ def build_parser(algo: str | None) -> Parser:
                           "training diagnostics, as PNGs.")
     plot.add_argument("run_dir", help="a folder written by `train` or `sweep`")
     plot.add_argument("--out", default=None, help="folder for the PNGs (default: RUN_DIR/plots)")
-    render = sub.add_parser("render", help="render a rollout of one task of an MJX env to a GIF",
-                            description="Roll out one task of an MJX task family (WalkerMorph-v0, "
-                            "WalkerSkills-v0, ReacherLinks-v0) with random or zero actions and "
-                            "write a GIF with MuJoCo's offscreen renderer (headless: MUJOCO_GL=egl, "
-                            "else osmesa).",
-                            epilog="example: python -m jaxrl render --env ReacherLinks-v0 --task 3 "
+    evaluate = sub.add_parser("eval", help="evaluate a finished run's trained policies",
+                              description="Run every seed's deterministic policy of a finished "
+                              "train run on fresh episodes (all seeds in one vmapped program) and "
+                              "print the IQM of the per-seed mean returns with a 95%% bootstrap "
+                              "CI; writes RUN/eval.json (or --out).",
+                              epilog="example: python -m jaxrl eval runs/cartpole --episodes 100")
+    evaluate.add_argument("run_dir", metavar="RUN", help="a folder written by `train`")
+    evaluate.add_argument("--episodes", type=int, default=100, help="episodes per seed "
+                          "(default: %(default)s)")
+    evaluate.add_argument("--key", type=int, default=0, help="PRNG seed of the episodes' starts "
+                          "(default: %(default)s)")
+    evaluate.add_argument("--out", default=None, help="the JSON to write (default: RUN/eval.json)")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    render = sub.add_parser("render", help="render a trained policy (or random actions) to a GIF",
+                            description="With RUN: roll out the deterministic policy of one seed "
+                            "of a finished train run and write a GIF (classic control: CartPole, "
+                            "Pendulum, Acrobot, MountainCar drawn with matplotlib; MJX task "
+                            "families with MuJoCo's offscreen renderer, headless: MUJOCO_GL=egl, "
+                            "else osmesa). Without RUN: one task of an MJX task family with "
+                            "random or zero actions (--env).",
+                            epilog="examples: python -m jaxrl render runs/cartpole --seed 3 --out "
+                            "cartpole.gif; python -m jaxrl render --env ReacherLinks-v0 --task 3 "
                             "--out reacher.gif")
-    render.add_argument("--env", required=True, help="an MJX task family")
-    render.add_argument("--task", type=int, default=0, help="task id (default: %(default)s)")
+    render.add_argument("run_dir", nargs="?", default=None, metavar="RUN",
+                        help="a folder written by `train` (its trained params)")
+    render.add_argument("--env", default=None, help="without RUN: an MJX task family")
+    render.add_argument("--task", type=int, default=None, help="task id (default: the first "
+                        "the run trained on, or 0)")
     render.add_argument("--out", required=True, help="the GIF to write; must not exist yet")
-    render.add_argument("--steps", type=int, default=100, help="env steps (default: %(default)s)")
+    render.add_argument("--steps", type=int, default=None, help="env steps (default: 200 with "
+                        "RUN, else 100)")
     render.add_argument("--policy", choices=("random", "zero"), default="random",
-                        help="actions: uniform random in the box, or all zero (default: %(default)s)")
-    render.add_argument("--seed", type=int, default=0, help="PRNG seed (default: %(default)s)")
+                        help="without RUN: uniform random in the box, or all zero (default: "
+                        "%(default)s)")
+    render.add_argument("--seed", type=int, default=None, help="with RUN: the trained seed "
+                        "(default: the run's first); without: the PRNG seed of the actions")
+    render.add_argument("--key", type=int, default=0, help="with RUN: PRNG seed of the "
+                        "episode's start (default: %(default)s)")
     render.add_argument("--size", type=int, default=320, help="frame width and height in pixels "
                         "(default: %(default)s)")
     render.add_argument("--fps", type=int, default=25, help="GIF frame rate (default: %(default)s)")
@@ -220,6 +247,9 @@ def parse_run(argv: list[str]) -> tuple[argparse.Namespace, list]:
         env_params = envs.select_tasks(env_params, rows[0])
     for cfg in configs:
         spec.validate(cfg, env, env_params)
+    args.init_params = None
+    if getattr(args, "init_from", None):
+        args.init_params = init_params_from(args, spec, config, env, env_params)
     args.claim = None
     if args.command == "train" and args.dry_run:
         return args, configs
@@ -229,6 +259,34 @@ def parse_run(argv: list[str]) -> tuple[argparse.Namespace, list]:
         check_resumable(partial_of(args.out), run_record(args, config))
     args.claim = Claim(args.out, resume=resume, can_resume=args.command == "train")
     return args, configs
+
+
+def init_params_from(args: argparse.Namespace, spec, config, env, env_params):
+    """--init-from RUN: the first --seeds seeds' trained params of RUN, checked to fit this run
+    (same algo and env, the same params shapes) before anything compiles."""
+    import jax
+
+    from jaxrl.trained import load
+
+    try:
+        source = load(args.init_from)
+    except ConfigError as e:
+        raise ConfigError(f"--init-from: {str(e).removeprefix('RUN: ')}") from None
+    if (source.algo, source.record["env"]) != (args.algo, args.env):
+        raise ConfigError(f"--init-from: {args.init_from} trained {source.algo} on "
+                          f"{source.record['env']}; this run is {args.algo} on {args.env}")
+    if len(source.seeds) < args.seeds:
+        raise ConfigError(f"--init-from: {args.init_from} has {len(source.seeds)} seeds, fewer "
+                          f"than --seeds {args.seeds}")
+    trainer = spec.make_trainer(config, env, env_params)
+    like = jax.eval_shape(lambda: trainer.params(trainer.init(config, jax.random.PRNGKey(0))))
+    params = jax.tree.map(lambda x: x[:args.seeds], source.params)
+    mine = [(x.shape, x.dtype) for x in jax.tree.leaves(like)]
+    theirs = [(x.shape[1:], x.dtype) for x in jax.tree.leaves(params)]
+    if jax.tree.structure(like) != jax.tree.structure(params) or mine != theirs:
+        raise ConfigError(f"--init-from: the params of {args.init_from} do not fit this network "
+                          "(compare --hidden-sizes and the other static fields)")
+    return params
 
 
 def check_resumable(partial: str, record: dict) -> None:
@@ -332,20 +390,24 @@ def run_record(args: argparse.Namespace, config: Any) -> dict:
               "max_batch": args.max_batch, "tasks": args.tasks, "single_task": args.single_task,
               "hide_task_id": args.hide_task_id, "eval_every": args.eval_every,
               "eval_episodes": args.eval_episodes, "num_devices": len(jax.local_devices()),
+              "init_from": args.init_from and os.path.abspath(args.init_from),
               **to_dict(config)}
     return json.loads(json.dumps(record))  # tuples as lists, as read back from the file
 
 
 def train_command(args: argparse.Namespace, configs: list) -> dict:
+    import jax
+
     from jaxrl import enable_compilation_cache
     from jaxrl.experiment import run
+    from jaxrl.trained import save_params
 
     enable_compilation_cache()
     config = configs[0]
     seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
     if args.dry_run:
         plan = run(args.algo, args.env, [config], seeds, max_batch=args.max_batch, dry_run=True,
-                   **task_options(args))
+                   init_params=args.init_params, **task_options(args))
         print(json.dumps(plan, indent=2))
         return plan
     claim = args.claim  # OUT.partial, renamed to --out once complete; holds checkpoints until then
@@ -360,8 +422,9 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
                   checkpoint_every=args.checkpoint_every,
                   checkpoint_dir=checkpoints if args.checkpoint_every else None,
                   eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-                  **task_options(args))
+                  init_params=args.init_params, keep_params=True, **task_options(args))
     summary = results.summary()
+    save_params(claim.partial, jax.tree.map(lambda x: x[0], results.final_params))
     results.to_dataframe().to_csv(claim.path("metrics.csv"), index=False)
     if args.tensorboard:
         results.to_tensorboard(claim.path("tensorboard"))
@@ -439,6 +502,28 @@ def render_command(args: argparse.Namespace) -> str:
     """Check the render options, then roll out and write the GIF."""
     import envs
 
+    for name in ("steps", "size", "fps"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ConfigError(f"--{name}: got {getattr(args, name)}, must be >= 1")
+    if not args.out.lower().endswith(".gif"):
+        raise ConfigError(f"--out: got {args.out!r}; render writes a GIF (a name ending in .gif)")
+    if os.path.lexists(args.out):
+        raise ConfigError(f"--out: {args.out} already exists; choose a new file")
+    if args.run_dir is not None:
+        from jaxrl.trained import load
+
+        if args.env is not None:
+            raise ConfigError("--env: with RUN the env is the run's; give one of them")
+        run = load(args.run_dir)
+        seed = run.seeds[0] if args.seed is None else args.seed
+        run.seed_index(seed)
+        out = run.render(seed, args.out, steps=args.steps or 200, key=args.key, task=args.task,
+                         fps=args.fps, size=args.size)
+        ends = out["episode_ends"]
+        return (f"{out['path']}: seed {seed}, {out['steps']} steps, "
+                + (f"episodes ended at steps {ends}" if ends else "no episode ended"))
+    if args.env is None:
+        raise ConfigError("render: give RUN (a trained run) or --env (an MJX task family)")
     try:
         env, table = envs.make(args.env)
     except ValueError as e:
@@ -446,13 +531,9 @@ def render_command(args: argparse.Namespace) -> str:
     if not hasattr(env, "mj_model"):
         raise ConfigError(f"--env: {args.env} is not an MJX task family; render needs one of "
                           "WalkerMorph-v0, WalkerSkills-v0, ReacherLinks-v0")
-    if not 0 <= args.task < envs.num_tasks(table):
-        raise ConfigError(f"--task: got {args.task}; {args.env} has tasks 0..{envs.num_tasks(table) - 1}")
-    for name in ("steps", "size", "fps"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name}: got {getattr(args, name)}, must be >= 1")
-    if os.path.exists(args.out):
-        raise ConfigError(f"--out: {args.out} already exists; choose a new file")
+    task = args.task or 0
+    if not 0 <= task < envs.num_tasks(table):
+        raise ConfigError(f"--task: got {task}; {args.env} has tasks 0..{envs.num_tasks(table) - 1}")
     import jax
     import jax.numpy as jnp
 
@@ -461,16 +542,40 @@ def render_command(args: argparse.Namespace) -> str:
     if gl_backend() is None:
         raise ConfigError("render: no headless GL backend works here (tried MUJOCO_GL=egl and "
                           "osmesa); install Mesa's EGL or OSMesa")
-    params = envs.task(table, args.task)
+    params = envs.task(table, task)
     space = env.action_space(params)
-    key = jax.random.PRNGKey(args.seed)
+    key = jax.random.PRNGKey(args.seed or 0)
+    steps = args.steps or 100
     if args.policy == "zero":
-        actions = jnp.zeros((args.steps,) + space.shape)
+        actions = jnp.zeros((steps,) + space.shape)
     else:
-        actions = jax.random.uniform(key, (args.steps,) + space.shape, minval=space.low,
+        actions = jax.random.uniform(key, (steps,) + space.shape, minval=space.low,
                                      maxval=space.high)
     return render_gif(env, params, actions, args.out, key, fps=args.fps, width=args.size,
                       height=args.size)
+
+
+def eval_command(args: argparse.Namespace) -> dict:
+    """Evaluate every seed of a finished run; print the IQM with its CI and write eval.json."""
+    from jaxrl.experiment import iqm_summary
+    from jaxrl.trained import load
+
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes: got {args.episodes}, must be >= 1")
+    out = args.out or os.path.join(args.run_dir, "eval.json")
+    if os.path.lexists(out) and not args.overwrite:
+        raise ConfigError(f"--out: {out} already exists; choose a new file or pass --overwrite")
+    run = load(args.run_dir)
+    returns = run.evaluate(args.episodes, args.key)
+    result = {"run": os.path.abspath(args.run_dir), "episodes": args.episodes, "key": args.key,
+              "seeds": run.seeds, "return": iqm_summary(returns, 10_000)}
+    with open(out + ".tmp", "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(out + ".tmp", out)
+    r = result["return"]
+    print(f"greedy return IQM {r['iqm']:.1f} (95% CI {r['ci95'][0]:.1f} to {r['ci95'][1]:.1f}) over "
+          f"{len(run.seeds)} seeds, {args.episodes} episodes each; written to {out}")
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -489,8 +594,12 @@ def main(argv: list[str] | None = None) -> int:
         if argv[0] == "render":
             print(render_command(build_parser(None).parse_args(argv)))
             return 0
+        if argv[0] == "eval":
+            eval_command(build_parser(None).parse_args(argv))
+            return 0
         if argv[0] not in ("train", "sweep"):
-            raise ConfigError(f"unknown command {argv[0]!r}; allowed: train, sweep, plot, render")
+            raise ConfigError(f"unknown command {argv[0]!r}; allowed: train, sweep, eval, plot, "
+                              "render")
         args, configs = parse_run(argv)
     except ValueError as e:  # ConfigError, or a plain ValueError from envs/plots on bad input
         print(f"jaxrl: error: {e}", file=sys.stderr)

@@ -22,7 +22,8 @@ import envs
 from jaxrl import stats
 from jaxrl.agents import get_algo
 from jaxrl.agents.base import nonfinite
-from jaxrl.config import MAX_SEED, ConfigError, dynamic_fields, static_fields, to_dict
+from jaxrl.config import (MAX_SEED, ConfigError, dynamic_fields, make_config, static_fields,
+                          to_dict)
 
 FINAL_FRACTION = stats.FINAL_FRACTION  # the final-return window's share of the updates
 
@@ -66,6 +67,42 @@ class Results:
     # every env, so a run whose episodes all last long (a good CartPole policy) is not left with no
     # finished episode, hence a NaN final return, when 10% of the updates is shorter than one episode.
     episode_updates: int = 0
+
+    @classmethod
+    def load(cls, run_dir: str) -> "Results":
+        """The Results of a finished `train` run, read back from its metrics.csv, summary.json
+        and config.json (final_params are not read: see jaxrl.load)."""
+        import pandas as pd
+
+        from jaxrl.trained import read_record
+
+        record = read_record(run_dir)
+        with open(os.path.join(run_dir, "summary.json")) as f:
+            summary = json.load(f)
+        spec = get_algo(record["algo"])
+        fields = {f.name for f in dataclasses.fields(spec.Config)}
+        config = make_config(spec.Config, {k: tuple(v) if isinstance(v, list) else v
+                                           for k, v in record.items() if k in fields})
+        frame = pd.read_csv(os.path.join(run_dir, "metrics.csv")).sort_values(
+            ["config", "seed", "update"], kind="stable")
+        index = {"config", "seed", "update", "env_steps", "task", *dynamic_fields(spec.Config)}
+        shape = (frame["config"].nunique(), len(summary["seeds"]), summary["num_updates"])
+        metrics = {name: frame[name].to_numpy().reshape(shape) for name in frame.columns
+                   if name not in index}
+        diverged = np.isin(np.asarray(summary["seeds"]), summary["diverged_seeds"])[None]
+        tasks = summary.get("tasks")
+        return cls(algo=record["algo"], env=record["env"], configs=[config] * shape[0],
+                   seeds=list(summary["seeds"]), metrics=metrics,
+                   steps_per_update=summary["total_steps"] // summary["num_updates"],
+                   diverged=np.repeat(diverged, shape[0], axis=0),
+                   compile_seconds=summary["compile_seconds"], compiles=summary["compiles"],
+                   run_seconds=summary["run_seconds"], devices=summary["devices"],
+                   chunk_size=summary["chunk_size"], num_chunks=summary["num_chunks"],
+                   task_names=None if tasks is None else {t["task"]: t["name"] for t in summary["per_task"]},
+                   tasks=None if tasks is None else ([[t] for t in tasks] if summary["single_task"]
+                                                     else [tasks]),
+                   single_task=bool(summary.get("single_task")),
+                   episode_updates=summary["episode_updates"])
 
     @property
     def num_updates(self) -> int:
@@ -127,12 +164,12 @@ class Results:
             per_seed = np.mean(list(per_task.values()), axis=0)
         else:
             per_seed = self.final_return()[config_index]
-        final = _iqm_summary(per_seed, reps)
+        final = iqm_summary(per_seed, reps)
         diverged = [] if self.diverged is None else [
             seed for s, seed in enumerate(self.seeds) if self.diverged[rows, s].any()]
         evals = self.final_eval_return()
         if evals is not None:
-            final["eval"] = _iqm_summary(evals[rows].mean(0), reps)
+            final["eval"] = iqm_summary(evals[rows].mean(0), reps)
         summary = {"algo": self.algo, "env": self.env, "num_seeds": len(self.seeds),
                 "seeds": list(self.seeds), "diverged_seeds": diverged, "total_steps": self.total_steps,
                 "num_updates": self.num_updates, "episode_updates": self.episode_updates,
@@ -144,7 +181,7 @@ class Results:
                 "config": to_dict(self.configs[rows[0]]), "final_return": final}
         if per_task is not None:
             summary.update(single_task=self.single_task, tasks=sorted(per_task), per_task=[
-                {"task": t, "name": self.task_names[t], "final_return": _iqm_summary(x, reps)}
+                {"task": t, "name": self.task_names[t], "final_return": iqm_summary(x, reps)}
                 for t, x in sorted(per_task.items())])
         return summary
 
@@ -193,7 +230,7 @@ class Results:
         return pd.DataFrame(frame)
 
 
-def _iqm_summary(per_seed: np.ndarray, reps: int) -> dict[str, Any]:
+def iqm_summary(per_seed: np.ndarray, reps: int) -> dict[str, Any]:
     """IQM over the finite per-seed values with a 95% bootstrap CI, and the values themselves."""
     finite = per_seed[np.isfinite(per_seed)]
     out = {"per_seed": [float(x) for x in per_seed], "num_finite": int(finite.size)}

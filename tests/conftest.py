@@ -8,6 +8,8 @@ from jaxrl import enable_compilation_cache
 
 enable_compilation_cache()
 
+RUN_FILES = ["config.json", "metrics.csv", "params", "params.sha256", "summary.json"]  # a finished run
+
 TINY_PPO = dict(total_steps=2 * 4 * 16, num_envs=4, num_steps=16, update_epochs=2, num_minibatches=2,
                 hidden_sizes=(16, 16))
 

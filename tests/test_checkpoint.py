@@ -8,6 +8,8 @@ import sys
 import pandas as pd
 import pytest
 
+from conftest import RUN_FILES
+
 from jaxrl.cli import main
 
 pytestmark = pytest.mark.timeout(300)
@@ -55,8 +57,7 @@ def test_killed_run_resumes_bit_identical(tmp_path, uninterrupted, capsys):
     assert main(["train", "--out", str(out), "--resume", *ARGS]) == 0
     assert "checkpoint: chunk 1/1, update 2/60" not in capsys.readouterr().out  # really resumed
     pd.testing.assert_frame_equal(metrics(out), uninterrupted, check_exact=True)
-    assert not partial.exists() and sorted(os.listdir(out)) == ["config.json", "metrics.csv",
-                                                               "summary.json"]
+    assert not partial.exists() and sorted(os.listdir(out)) == RUN_FILES
 
 
 def test_damaged_last_checkpoint_falls_back(tmp_path, uninterrupted):

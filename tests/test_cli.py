@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+from conftest import RUN_FILES
+
 from jaxrl.cli import main
 
 pytestmark = pytest.mark.timeout(300)
@@ -51,7 +53,7 @@ def test_help_documents_every_option(capsys):
 def test_train_writes_results_and_never_overwrites(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), "--seeds", "3", *TINY]) == 0
-    assert sorted(os.listdir(out)) == ["config.json", "metrics.csv", "summary.json"]
+    assert sorted(os.listdir(out)) == RUN_FILES
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_seeds"] == 3 and summary["total_steps"] == 128 and summary["algo"] == "ppo"
     assert len(summary["final_return"]["per_seed"]) == 3

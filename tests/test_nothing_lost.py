@@ -11,6 +11,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import RUN_FILES
+
 from jaxrl.cli import main, parse_run
 
 pytestmark = pytest.mark.timeout(300)
@@ -124,7 +126,7 @@ def test_out_that_appears_while_training_is_left_alone(tmp_path, capsys, monkeyp
     os.rename(tmp_path / "run.partial", tmp_path / "kept")
     (tmp_path / "old-run" / "old.txt").write_text("from the run being replaced")
     assert main(["train", "--out", str(tmp_path / "old-run"), "--seeds", "2", "--overwrite", *TINY]) == 0
-    assert sorted(os.listdir(tmp_path / "old-run")) == ["config.json", "metrics.csv", "summary.json"]
+    assert sorted(os.listdir(tmp_path / "old-run")) == RUN_FILES
     assert sorted(os.listdir(tmp_path)) == ["kept", "old-run", "run", "user"]
 
 

@@ -1,0 +1,236 @@
+"""Trained agents as artifacts: a finished `train` run keeps every seed's final params (orbax,
+arrays only, verified by a SHA-256 digest like the checkpoints) beside its config.json, which
+records everything needed to rebuild the policy. `load(RUN)` gives them back:
+
+    run = jaxrl.load("runs/cartpole")
+    run.results                        # Results: per-update metrics, final returns, summary
+    act = run.policy(seed=0)           # act(obs [E, ...]) -> actions [E, ...], deterministic
+    q = run.value(seed=0)(obs)         # V(s) [E] for PPO, Q(s, .) [E, A] for the Q-learners
+    returns = run.evaluate(episodes=100)   # [seeds] greedy returns on fresh episodes
+
+`python -m jaxrl eval RUN`, `render RUN` and `train --init-from RUN` are built on it."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import envs
+from jaxrl.config import ConfigError, make_config
+
+PARAMS_DIR = "params"
+DIGEST = "params.sha256"
+
+
+def save_params(run_dir: str, params: Any) -> None:
+    """Write `params` (leaves [seeds, ...]) to RUN/params, then their digest."""
+    import orbax.checkpoint as ocp
+
+    from jaxrl.experiment import Checkpoints, digest
+
+    flat = Checkpoints.flatten(params)
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(os.path.join(os.path.abspath(run_dir), PARAMS_DIR), flat)
+    with open(os.path.join(run_dir, DIGEST), "w") as f:
+        f.write(digest(flat))
+
+
+def load_params(run_dir: str, like: Any) -> Any:
+    """The params saved in RUN/params, in the structure of `like`; ConfigError when missing,
+    unreadable or not what was written (the digest)."""
+    import orbax.checkpoint as ocp
+
+    from jaxrl.experiment import Checkpoints, _quiet_orbax, digest
+
+    path = os.path.join(os.path.abspath(run_dir), PARAMS_DIR)
+    try:
+        with open(os.path.join(run_dir, DIGEST)) as f:
+            expected = f.read().strip()
+        with _quiet_orbax(), ocp.StandardCheckpointer() as checkpointer:
+            flat = jax.tree.map(np.asarray, checkpointer.restore(path))
+    except Exception as e:
+        raise ConfigError(f"RUN: {run_dir} has no readable trained params ({type(e).__name__}); "
+                          "runs trained before params were kept cannot be loaded") from None
+    if digest(flat) != expected:
+        raise ConfigError(f"RUN: the params in {path} are damaged (their digest does not match)")
+    return Checkpoints.unflatten(like, flat)
+
+
+def read_record(run_dir: str) -> dict:
+    """config.json of a finished `train` run; ConfigError naming the folder otherwise."""
+    if not os.path.isdir(run_dir):
+        raise ConfigError(f"RUN: {run_dir} is not a folder; give a folder written by "
+                          "`python -m jaxrl train --out DIR`")
+    for name in ("config.json", "summary.json"):
+        if not os.path.isfile(os.path.join(run_dir, name)):
+            what = "an unfinished run" if run_dir.rstrip("/").endswith(".partial") else "a finished run"
+            raise ConfigError(f"RUN: {run_dir} is not {what} of `jaxrl train` (no {name})")
+    try:
+        with open(os.path.join(run_dir, "config.json")) as f:
+            record = json.load(f)
+    except ValueError as e:
+        raise ConfigError(f"RUN: {run_dir}/config.json is unreadable ({e})") from None
+    if "configs" in record:
+        raise ConfigError(f"RUN: {run_dir} is a sweep; load its best config's test run instead "
+                          "(train it with `jaxrl train`), sweeps keep no params")
+    return record
+
+
+@dataclasses.dataclass
+class TrainedRun:
+    """A finished run, loaded: its record (config.json), config, env, trainer and every seed's
+    trained params (leaves [seeds, ...])."""
+
+    run_dir: str
+    record: dict
+    config: Any
+    env: Any
+    env_params: Any
+    trainer: Any
+    params: Any
+    seeds: list[int]
+
+    @property
+    def algo(self) -> str:
+        return self.record["algo"]
+
+    @property
+    def results(self):
+        from jaxrl.experiment import Results
+
+        return Results.load(self.run_dir)
+
+    def seed_index(self, seed: int) -> int:
+        if seed not in self.seeds:
+            raise ConfigError(f"--seed: got {seed}; this run has seeds {self.seeds[0]}.."
+                              f"{self.seeds[-1]}")
+        return self.seeds.index(seed)
+
+    def seed_params(self, seed: int) -> Any:
+        i = self.seed_index(seed)
+        return jax.tree.map(lambda x: x[i], self.params)
+
+    def policy(self, seed: int):
+        """The deterministic policy of seed `seed`: act(obs [E, ...]) -> actions [E, ...]."""
+        return self.trainer.policy(self.seed_params(seed))
+
+    def value(self, seed: int):
+        """The learned value function of seed `seed` (see Trainer.value)."""
+        if self.trainer.value is None:
+            raise ConfigError(f"{self.algo} has no value function")
+        return self.trainer.value(self.seed_params(seed))
+
+    def evaluate(self, episodes: int = 100, key: jax.Array | int = 0) -> np.ndarray:
+        """[seeds] mean return of each seed's deterministic policy over `episodes` fresh episodes
+        (the first episode of each of `episodes` envs, spread over the run's tasks), all seeds in
+        one vmapped program; `key` (or an int seed for it) picks the episodes' starts."""
+        from jaxrl.agents.base import evaluate
+
+        key = jax.random.PRNGKey(key) if isinstance(key, int) else key
+        trainer = self.trainer
+
+        def one(params):
+            return evaluate(trainer.eval_env, trainer.eval_env_params, trainer.policy(params), key,
+                            episodes, trainer.eval_max_steps)["eval_return_mean"]
+
+        return np.asarray(jax.jit(jax.vmap(one))(self.params))
+
+
+    def rollout(self, seed: int, steps: int, key: jax.Array | int = 0, task: int | None = None):
+        """One env driven by seed `seed`'s deterministic policy for `steps` steps (auto-reset
+        envs start a new episode after an end): a dict of [steps + 1] `state` (the reset state
+        first) and [steps] `reward`, `terminated`, `truncated`. On a task family, `task` (a task
+        id the run trained on; default its first) picks the task."""
+        key = jax.random.PRNGKey(key) if isinstance(key, int) else key
+        env, params = self.trainer.eval_env, self.trainer.eval_env_params
+        if envs.is_table(params):
+            ids = [int(t) for t in np.asarray(params.task_id)]
+            task = ids[0] if task is None else task
+            if task not in ids:
+                raise ConfigError(f"--task: got {task}; this run trained on tasks {ids}")
+            params = envs.task(params, ids.index(task))
+        elif task is not None:
+            raise ConfigError(f"--task: {self.record['env']} is not a task family")
+        act = self.policy(seed)
+
+        @jax.jit
+        def run(key):
+            key, reset_key = jax.random.split(key)
+            obs, state = env.reset(reset_key, params)
+
+            def body(carry, key):
+                obs, state = carry
+                action = act(obs[None])[0]
+                obs, next_state, reward, terminated, truncated, _ = env.step(key, state, action,
+                                                                             params)
+                return (obs, next_state), (next_state, reward, terminated, truncated)
+
+            _, (states, reward, terminated, truncated) = jax.lax.scan(
+                body, (obs, state), jax.random.split(key, steps))
+            states = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]),
+                                  state, states)
+            return {"state": states, "reward": reward, "terminated": terminated,
+                    "truncated": truncated}
+
+        return jax.tree.map(np.asarray, run(key)), env, params
+
+    def render(self, seed: int, path: str, steps: int = 200, key: jax.Array | int = 0,
+               task: int | None = None, fps: int = 25, size: int = 320) -> dict:
+        """Write a GIF of seed `seed`'s policy: MJX task families with MuJoCo's renderer,
+        classic-control envs drawn with matplotlib. Returns the path, the steps and
+        where episodes ended (terminated or truncated) in the GIF."""
+        from envs import classic_render
+
+        name = self.record["env"]
+        traj, env, params = self.rollout(seed, steps, key, task)
+        if classic_render.drawable(name):
+            state = traj["state"]
+            while not hasattr(state, "time") and hasattr(state, "env_state"):
+                state = state.env_state
+            classic_render.write_gif(classic_render.draw_states(name, state, size), path, fps)
+        elif hasattr(env, "qpos"):
+            from envs.render import render_qpos_gif
+
+            qpos = np.stack([np.asarray(env.qpos(jax.tree.map(lambda x: x[i], traj["state"])))
+                             for i in range(steps + 1)])
+            render_qpos_gif(env.mj_model(int(np.asarray(getattr(params, "task_id", 0)))), qpos,
+                            path, fps=fps, width=size, height=size)
+        else:
+            raise ConfigError(f"render: {name} cannot be drawn yet; drawn are "
+                              f"{', '.join(classic_render.DRAWN)} and the MJX task families")
+        ends = np.flatnonzero(traj["terminated"] | traj["truncated"]) + 1
+        return {"path": path, "steps": steps, "episode_ends": [int(t) for t in ends],
+                "return_to_first_end": float(traj["reward"][:ends[0] if ends.size else steps].sum())}
+
+
+def load(run_dir: str) -> TrainedRun:
+    """Load a finished `train` run (see the module docstring); ConfigError for anything else."""
+    from jaxrl.agents import get_algo
+    from jaxrl.cli import parse_tasks
+    from jaxrl.experiment import task_plan
+
+    record = read_record(run_dir)
+    spec = get_algo(record["algo"])
+    names = {f.name for f in dataclasses.fields(spec.Config)}
+    config = make_config(spec.Config, {k: tuple(v) if isinstance(v, list) else v
+                                       for k, v in record.items() if k in names})
+    env, env_params = envs.make(record["env"], **({"one_hot": False} if record.get("hide_task_id")
+                                                  else {}))
+    rows = task_plan(record["env"], env_params, parse_tasks(record.get("tasks", "all")),
+                     record.get("single_task", False))
+    if rows is not None and len(rows) > 1:
+        raise ConfigError(f"RUN: {run_dir} trained each task on its own network (--single-task); "
+                          "loading such a run is not supported yet")
+    if rows is not None:
+        env_params = envs.select_tasks(env_params, rows[0])
+    trainer = spec.make_trainer(config, env, env_params)
+    seeds = list(range(record["seed_offset"], record["seed_offset"] + record["seeds"]))
+    like = jax.eval_shape(lambda: trainer.params(trainer.init(config, jax.random.PRNGKey(0))))
+    return TrainedRun(run_dir=run_dir, record=record, config=config, env=env,
+                      env_params=env_params, trainer=trainer, params=load_params(run_dir, like),
+                      seeds=seeds)

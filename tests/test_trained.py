@@ -1,0 +1,96 @@
+"""Trained agents as artifacts: a finished run keeps every seed's params; `jaxrl.load` rebuilds
+the policies; `eval` gives the in-program greedy evaluation's numbers; a rendered trained
+CartPole policy balances for the whole GIF; `--init-from` fine-tunes; bad input is one line."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+import jaxrl
+from jaxrl.cli import main
+
+pytestmark = pytest.mark.timeout(300)
+
+UPDATES = 160  # x 512 env steps: enough for PPO's default CartPole settings to balance
+TRAIN = ["--seeds", "4", "--total-steps", str(512 * UPDATES), "--eval-every", str(UPDATES),
+         "--eval-episodes", "8"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained") / "cartpole"
+    assert main(["train", "--out", str(out), *TRAIN]) == 0
+    return out
+
+
+def test_saved_params_load_and_evaluate_as_in_the_program(trained):
+    run = jaxrl.load(str(trained))
+    assert run.algo == "ppo" and run.seeds == [0, 1, 2, 3]
+    assert os.path.isfile(trained / "params.sha256")
+    results = run.results
+    np.testing.assert_allclose(results.final_return()[0], json.loads(
+        (trained / "summary.json").read_text())["final_return"]["per_seed"])
+    # The same episodes as the in-program evaluation after the last update: the same numbers.
+    key = jax.random.fold_in(jax.random.PRNGKey(0), UPDATES)
+    np.testing.assert_allclose(run.evaluate(episodes=8, key=key),
+                               results.metrics["eval_return_mean"][0, :, -1], rtol=1e-5)
+    obs = np.zeros((3, 4), np.float32)
+    assert run.policy(seed=1)(obs).shape == (3,) and run.value(seed=1)(obs).shape == (3,)
+
+
+def test_eval_command_prints_iqm_and_writes_eval_json(trained, capsys):
+    assert main(["eval", str(trained), "--episodes", "16", "--key", "3"]) == 0
+    assert "greedy return IQM" in capsys.readouterr().out
+    result = json.loads((trained / "eval.json").read_text())
+    assert result["episodes"] == 16 and len(result["return"]["per_seed"]) == 4
+    np.testing.assert_allclose(result["return"]["per_seed"],
+                               jaxrl.load(str(trained)).evaluate(16, 3), rtol=1e-6)
+    assert main(["eval", str(trained)]) == 2  # eval.json exists: not replaced without --overwrite
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_rendered_trained_cartpole_balances_for_the_whole_gif(trained, tmp_path, capsys):
+    from PIL import Image
+
+    run = jaxrl.load(str(trained))
+    best = run.seeds[int(np.argmax(run.evaluate(episodes=8, key=1)))]
+    gif = tmp_path / "cartpole.gif"
+    assert main(["render", str(trained), "--seed", str(best), "--steps", "200",
+                 "--out", str(gif)]) == 0
+    assert "no episode ended" in capsys.readouterr().out
+    assert Image.open(gif).n_frames == 201
+
+
+def test_init_from_fine_tunes_from_the_trained_params(trained, tmp_path):
+    """Four updates from the trained params score far above four updates from scratch."""
+    short = ["--seeds", "2", "--total-steps", str(512 * 4)]
+    assert main(["train", "--out", str(tmp_path / "tuned"), *short, "--init-from", str(trained)]) == 0
+    assert main(["train", "--out", str(tmp_path / "fresh"), *short]) == 0
+    tuned = json.loads((tmp_path / "tuned" / "summary.json").read_text())["final_return"]["iqm"]
+    fresh = json.loads((tmp_path / "fresh" / "summary.json").read_text())["final_return"]["iqm"]
+    assert tuned > 150 > fresh, (tuned, fresh)
+    record = json.loads((tmp_path / "tuned" / "config.json").read_text())
+    assert record["init_from"] == str(trained)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["eval", "{tmp}"], "is not a finished run of `jaxrl train` (no config.json)"),
+    (["eval", "{tmp}/nope"], "is not a folder"),
+    (["eval", "{run}", "--episodes", "0"], "--episodes: got 0, must be >= 1"),
+    (["render", "{run}", "--seed", "9", "--out", "{tmp}/x.gif"], "--seed: got 9; this run has seeds 0..3"),
+    (["render", "{run}", "--task", "1", "--out", "{tmp}/x.gif"], "--task: CartPole-v1 is not a task family"),
+    (["render", "{run}", "--out", "{tmp}/x.mp4"], "render writes a GIF"),
+    (["render", "{run}", "--env", "CartPole-v1", "--out", "{tmp}/x.gif"], "--env: with RUN"),
+    (["train", "--init-from", "{run}", "--env", "Acrobot-v1", "--out", "{tmp}/o"],
+     "trained ppo on CartPole-v1; this run is ppo on Acrobot-v1"),
+    (["train", "--init-from", "{run}", "--seeds", "5", "--out", "{tmp}/o"], "has 4 seeds, fewer than --seeds 5"),
+    (["train", "--init-from", "{run}", "--seeds", "2", "--hidden-sizes", "8", "--out", "{tmp}/o"], "do not fit this network"),
+])
+def test_bad_input_is_one_line_exit_2(trained, tmp_path, capsys, argv, message):
+    argv = [a.format(tmp=tmp_path, run=trained) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not any(p.name.startswith(("x.", "o")) for p in tmp_path.iterdir())
