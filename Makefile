@@ -16,6 +16,8 @@ $(VENV)/.installed: pyproject.toml
 
 demo: $(VENV)/.installed
 	$(PY) -m jaxrl train --algo ppo --env CartPole-v1 --seeds 32 --total-steps 500000 --out $(RUN)
+	@echo "learning curves (IQM over seeds, 95% bands):"
+	@$(PY) -m jaxrl plot $(RUN)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

@@ -5,15 +5,18 @@
 
 `params` is a pytree, so a batch of params is a batch of tasks. Every env auto-resets; the
 observation before the reset is kept in `info["final_observation"]` so that agents can bootstrap
-from it on truncation. `envs.make(name) -> (env, params)` builds any registered env: every gymnax
+from it on truncation. `envs.make(name) -> (env, params)` builds any named env: every gymnax
 env (classic control, MinAtar, bsuite, ...) by its gymnax name, brax envs as `brax/NAME` run on
-the MJX backend, and the task families of `FAMILIES` (see `envs.family`: their params are a task
-table with a leading task axis). This package never imports jaxrl.
+the MJX backend, the task families of `FAMILIES` (see `envs.family`: their params are a task
+table with a leading task axis), and whatever `envs.register(name, factory)` added.
+`envs.spec(env, params)` says what the rest needs to know (spaces, time limit, tasks). This
+package never imports jaxrl.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from typing import Any
+from typing import Any, Callable
 
 import gymnax
 
@@ -34,10 +37,32 @@ FAMILIES = {
     "ReacherLinks-v0": "envs.reacher_links:reacher_links",
 }
 
+# Every named env besides gymnax's and brax/NAME: the families and what `register` adds.
+_REGISTRY: dict[str, Callable[..., tuple[Any, Any]] | str] = dict(FAMILIES)
+
+
+def register(name: str, factory: Callable[..., tuple[Any, Any]] | str) -> None:
+    """Make `make(name, **kwargs)` return `factory(**kwargs)`, an (env, params) pair that keeps
+    the contract above (6-value step, auto-reset with info["final_observation"]: wrap an env that
+    does not reset itself in `envs.AutoReset`). `factory` may be "module:function", imported on
+    first use. The CLI, `jaxrl.load` and render all build envs through `make`; a module that
+    registers envs is given to the CLI as `--env-module MODULE`."""
+    if name in _REGISTRY or name in gymnax.registered_envs or name.startswith("brax/"):
+        raise ValueError(f"envs.register: {name!r} is already an env name; choose another")
+    _REGISTRY[name] = factory
+
+
+def import_env_module(module: str) -> None:
+    """Import a module that registers envs (`--env-module`); ValueError naming it if it fails."""
+    try:
+        importlib.import_module(module)
+    except Exception as e:
+        raise ValueError(f"--env-module: cannot import {module!r} ({type(e).__name__}: {e})") from None
+
 
 def list_envs() -> list[str]:
     """Every name `make` accepts."""
-    return sorted(gymnax.registered_envs) + [f"brax/{name}" for name in BRAX_ENVS] + list(FAMILIES)
+    return sorted(gymnax.registered_envs) + [f"brax/{name}" for name in BRAX_ENVS] + list(_REGISTRY)
 
 
 def make(name: str, **kwargs: Any) -> tuple[Any, Any]:
@@ -46,13 +71,37 @@ def make(name: str, **kwargs: Any) -> tuple[Any, Any]:
         from envs.brax_adapter import make_brax
 
         return make_brax(name[5:], **kwargs)
-    if name in FAMILIES:
-        module, function = FAMILIES[name].split(":")
-        return getattr(importlib.import_module(module), function)(**kwargs)
+    if name in _REGISTRY:
+        factory = _REGISTRY[name]
+        if isinstance(factory, str):
+            module, function = factory.split(":")
+            factory = getattr(importlib.import_module(module), function)
+        return factory(**kwargs)
     if name in gymnax.registered_envs:
         env, params = gymnax.make(name, **kwargs)
         return env, params
-    raise ValueError(f"--env: unknown environment {name!r}; allowed: {', '.join(list_envs())}")
+    raise ValueError(f"--env: unknown environment {name!r}; allowed: {', '.join(list_envs())} "
+                     "(or your own: envs.register, --env-module)")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+    """What the runner, the CLI and the agents need to know of an env, in one place."""
+
+    observation_shape: tuple[int, ...]
+    action_space: Any
+    discrete: bool
+    max_steps_in_episode: int
+    num_tasks: int
+    task_names: list[str] | None
+
+
+def spec(env: Any, params: Any) -> EnvSpec:
+    """The EnvSpec of an (env, params) pair from `make` (a task table's: its selected rows)."""
+    return EnvSpec(observation_shape=tuple(env.observation_space(params).shape),
+                   action_space=env.action_space(params), discrete=is_discrete(env, params),
+                   max_steps_in_episode=max_steps(params), num_tasks=num_tasks(params),
+                   task_names=getattr(env, "task_names", None))
 
 
 DEFAULT_MAX_STEPS = 1000  # the time limit assumed for an env whose params set none
@@ -70,6 +119,6 @@ def is_discrete(env: Any, params: Any) -> bool:
     return isinstance(env.action_space(params), gymnax.environments.spaces.Discrete)
 
 
-__all__ = ["make", "list_envs", "is_discrete", "max_steps", "DEFAULT_MAX_STEPS", "Wrapper", "AutoReset", "EpisodeStats",
+__all__ = ["make", "register", "import_env_module", "spec", "EnvSpec", "list_envs", "is_discrete", "max_steps", "DEFAULT_MAX_STEPS", "Wrapper", "AutoReset", "EpisodeStats",
            "NormalizeObservation", "ClipAction", "RescaleAction", "BRAX_ENVS", "FAMILIES", "TaskFamily",
            "TaskParams", "env_task_index", "is_table", "num_tasks", "select_tasks", "spread_tasks", "task"]

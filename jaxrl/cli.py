@@ -69,11 +69,16 @@ def given_fields(args: argparse.Namespace, config_cls) -> dict[str, Any]:
 def add_common_options(parser: argparse.ArgumentParser, algos) -> None:
     parser.add_argument("--algo", default="ppo", help=f"algorithm: {', '.join(sorted(algos))} "
                         "(default: %(default)s)")
+    import envs
+
     parser.add_argument("--env", default="CartPole-v1", help="environment: any gymnax name "
                         "(CartPole-v1, Pendulum-v1, Breakout-MinAtar, ...), brax/NAME on MJX "
-                        "(brax/inverted_pendulum, brax/hopper, ...) or a task family "
-                        "(WalkerMorph-v0, WalkerSkills-v0, ReacherLinks-v0, CartPoleMorph-v0, "
-                        "PendulumMorph-v0) (default: %(default)s)")
+                        "(brax/inverted_pendulum, brax/hopper, ...), a task family "
+                        f"({', '.join(envs.FAMILIES)}) or one an --env-module registers "
+                        "(default: %(default)s)")
+    parser.add_argument("--env-module", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first (repeatable): a module of yours that calls "
+                        "envs.register(name, factory), so --env can name its envs")
     parser.add_argument("--tasks", default="all", metavar="all|ID[,ID...]",
                         help="task family only: the tasks one network trains on at once, its envs "
                         "spread evenly over them (--num-envs a multiple of their number); e.g. 2 "
@@ -230,6 +235,8 @@ def parse_run(argv: list[str]) -> tuple[argparse.Namespace, list]:
     import envs
 
     try:
+        for module in args.env_module:
+            envs.import_env_module(module)
         env, env_params = envs.make(args.env)
     except ValueError as e:  # envs never imports jaxrl, so it raises a plain ValueError
         raise ConfigError(str(e)) from None
@@ -385,7 +392,8 @@ def run_record(args: argparse.Namespace, config: Any) -> dict:
 
     import jax
 
-    record = {"algo": args.algo, "env": args.env, "seed_offset": args.seed_offset,
+    record = {"algo": args.algo, "env": args.env, "env_modules": args.env_module,
+              "seed_offset": args.seed_offset,
               "seeds": args.seeds, "checkpoint_every": args.checkpoint_every,
               "max_batch": args.max_batch, "tasks": args.tasks, "single_task": args.single_task,
               "hide_task_id": args.hide_task_id, "eval_every": args.eval_every,

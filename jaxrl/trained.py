@@ -215,6 +215,11 @@ def load(run_dir: str) -> TrainedRun:
     from jaxrl.experiment import task_plan
 
     record = read_record(run_dir)
+    try:
+        for module in record.get("env_modules", []):
+            envs.import_env_module(module)
+    except ValueError as e:
+        raise ConfigError(f"RUN: {run_dir} was trained on an env of another module: {e}") from None
     spec = get_algo(record["algo"])
     names = {f.name for f in dataclasses.fields(spec.Config)}
     config = make_config(spec.Config, {k: tuple(v) if isinstance(v, list) else v

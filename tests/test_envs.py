@@ -121,3 +121,67 @@ def test_wrapped_envs_copy_and_forward_attributes():
     wrapped = envs.EpisodeStats(envs.AutoReset(env))
     clone = copy.copy(wrapped)
     assert clone.env is wrapped.env and clone.num_actions == env.num_actions
+
+
+USER_ENV = '''
+"""A user's own env in a few lines: walk right along 5 cells, reward 1 at the end."""
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import spaces
+
+import envs
+
+
+@struct.dataclass
+class Params:
+    max_steps_in_episode: int = 20
+
+
+class GoRight:
+    def reset(self, key, params):
+        return jax.nn.one_hot(0, 5), {"pos": jnp.int32(0), "t": jnp.int32(0)}
+
+    def step(self, key, state, action, params):
+        pos = jnp.clip(state["pos"] + 2 * action - 1, 0, 4)
+        t = state["t"] + 1
+        terminated = pos == 4
+        truncated = (t >= params.max_steps_in_episode) & ~terminated
+        reward = terminated.astype(jnp.float32)
+        return jax.nn.one_hot(pos, 5), {"pos": pos, "t": t}, reward, terminated, truncated, {}
+
+    def observation_space(self, params):
+        return spaces.Box(0.0, 1.0, (5,))
+
+    def action_space(self, params):
+        return spaces.Discrete(2)
+
+
+envs.register("GoRight-v0", lambda: (envs.AutoReset(GoRight()), Params()))
+'''
+
+
+def test_a_users_env_registers_and_trains_from_the_cli(tmp_path, monkeypatch, capsys):
+    """`envs.register` in the user's module, `--env-module` on the command line: the env trains,
+    lists in the error message of an unknown env, and its run loads and evaluates."""
+    import json
+
+    import jaxrl
+    from jaxrl.cli import main
+
+    (tmp_path / "my_envs.py").write_text(USER_ENV)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "run"
+    tiny = ["--num-envs", "4", "--num-steps", "16", "--update-epochs", "2", "--num-minibatches",
+            "2", "--hidden-sizes", "16", "--total-steps", "640", "--seeds", "2"]
+    assert main(["train", "--env-module", "my_envs", "--env", "GoRight-v0", "--out", str(out),
+                 *tiny]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env"] == "GoRight-v0" and summary["episode_updates"] == 20 * 4 // 64 + 1
+    assert np.isfinite(jaxrl.load(str(out)).evaluate(episodes=4)).all()
+    assert main(["train", "--env-module", "no_such_module", "--out", str(tmp_path / "x"), *tiny]) == 2
+    assert "--env-module: cannot import 'no_such_module'" in capsys.readouterr().err
+    spec = envs.spec(*envs.make("GoRight-v0"))
+    assert spec.discrete and spec.observation_shape == (5,) and spec.max_steps_in_episode == 20
+    with pytest.raises(ValueError, match="already an env name"):
+        envs.register("GoRight-v0", lambda: None)
