@@ -133,11 +133,8 @@ class Results:
     def window_return(self, start: int, stop: int, prefix: str = "episode_return") -> np.ndarray:
         """[configs, seeds] mean return of the episodes that finished in updates start..stop-1
         (episode-count weighted); NaN for a run with no finished episode there."""
-        mean = self.metrics[f"{prefix}_mean"][..., start:stop]
-        count = self.metrics[f"{prefix}_count"][..., start:stop].astype(np.float64)
-        total = np.where(count > 0, mean * count, 0.0).sum(-1)
-        n = count.sum(-1)
-        return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+        return stats.count_weighted_mean(self.metrics[f"{prefix}_mean"][..., start:stop],
+                                         self.metrics[f"{prefix}_count"][..., start:stop])
 
     def task_final_returns(self, config_index: int = 0) -> dict[int, np.ndarray]:
         """Task id -> [seeds] final return on that task, for config `config_index` (with

@@ -152,7 +152,7 @@ def final_returns(df, fraction: float = FINAL_FRACTION):
     mean = df[RETURN].to_numpy(dtype=float)
     count = (df[COUNT].to_numpy(dtype=float) if COUNT in df.columns
              else np.isfinite(mean).astype(float))
-    weight = np.where(tail & (count > 0) & np.isfinite(mean), count, 0.0)
+    weight = np.where(tail, stats.episode_weights(mean, count), 0.0)
     frame = df[["config", "seed"]].assign(_total=np.where(weight > 0, mean * weight, 0.0),
                                           _n=weight)
     sums = frame.groupby(["config", "seed"], sort=True)[["_total", "_n"]].sum()

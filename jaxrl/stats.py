@@ -33,6 +33,23 @@ def final_window(num_updates, episode_updates=0, fraction: float = FINAL_FRACTIO
     return np.minimum(num_updates, np.maximum(last, episode_updates))
 
 
+def episode_weights(means: Any, counts: Any) -> np.ndarray:
+    """The weight of each update's mean episode return in a mean over episodes: its episode
+    count, 0 where no episode finished (count 0, mean NaN)."""
+    means, counts = np.asarray(means, dtype=float), np.asarray(counts, dtype=float)
+    return np.where((counts > 0) & np.isfinite(means), counts, 0.0)
+
+
+def count_weighted_mean(means: Any, counts: Any, axis: int = -1) -> np.ndarray:
+    """The mean return over the episodes of a stretch of updates, from each update's episode
+    mean and count ([..., updates]): sum(mean x count) / sum(count) along `axis`; NaN where no
+    episode finished. The one rule for final returns, window returns and binned curves."""
+    w = episode_weights(means, counts)
+    total = np.where(w > 0, np.asarray(means, dtype=float) * w, 0.0).sum(axis)
+    n = w.sum(axis)
+    return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+
+
 _CHUNK_ELEMENTS = 2**22  # bootstrap replicates are processed in chunks of ~this many numbers
 
 
@@ -43,7 +60,7 @@ def _finite(scores: Any, what: str = "scores") -> np.ndarray:
     return x
 
 
-def _pool(scores: Any, axis: Axis) -> np.ndarray:
+def pool(scores: Any, axis: Axis) -> np.ndarray:
     """Move the ``axis`` axes to the end and flatten them into one: ``[..., pooled]``."""
     x = _finite(scores)
     if axis is None:
@@ -61,7 +78,7 @@ def iqm(scores: Any, axis: Axis = None) -> np.ndarray | float:
     are cut from each end and the middle ``n - 2k`` averaged (for ``n`` not divisible by 4
     slightly more than half is kept; ``n < 4`` gives the plain mean).
     """
-    x = _pool(scores, axis)
+    x = pool(scores, axis)
     n = x.shape[-1]
     k = n // 4
     return np.partition(x, (k, n - k - 1), axis=-1)[..., k : n - k].mean(axis=-1)
@@ -69,19 +86,19 @@ def iqm(scores: Any, axis: Axis = None) -> np.ndarray | float:
 
 def mean(scores: Any, axis: Axis = None) -> np.ndarray | float:
     """Mean of the pooled scores."""
-    return _pool(scores, axis).mean(axis=-1)
+    return pool(scores, axis).mean(axis=-1)
 
 
 def median(scores: Any, axis: Axis = None) -> np.ndarray | float:
     """Median of the pooled scores. (rliable's ``aggregate_median`` is instead the median of
     per-task mean scores; the two agree for one task. That one is
     ``lambda s, axis: np.median(s.mean(axis=-2), axis=-1)`` for ``bootstrap_ci``.)"""
-    return np.median(_pool(scores, axis), axis=-1)
+    return np.median(pool(scores, axis), axis=-1)
 
 
 def optimality_gap(scores: Any, gamma: float = 1.0, axis: Axis = None) -> np.ndarray | float:
     """Mean shortfall from ``gamma``: ``mean(max(gamma - score, 0))`` over the pooled scores."""
-    return np.maximum(gamma - _pool(scores, axis), 0.0).mean(axis=-1)
+    return np.maximum(gamma - pool(scores, axis), 0.0).mean(axis=-1)
 
 
 def performance_profile(scores: Any, taus: Any, axis: Axis = None) -> np.ndarray:
@@ -91,7 +108,7 @@ def performance_profile(scores: Any, taus: Any, axis: Axis = None) -> np.ndarray
     over tasks of each task's fraction of runs above ``tau`` (rliable's definition).
     """
     taus = np.asarray(taus, dtype=float).reshape(-1)
-    return (_pool(scores, axis)[..., None] > taus).mean(axis=-2)
+    return (pool(scores, axis)[..., None] > taus).mean(axis=-2)
 
 
 def probability_of_improvement(x: Any, y: Any) -> np.ndarray | float:

@@ -374,27 +374,26 @@ def window_return(curve, counts, edges, stop, width):
     [stop - width, stop): the final-return window (`width`, the cell's final_window: the last 10%
     of updates, at least one longest episode), moved back to end at `stop`. Of equal width, so a
     run read early averages as many updates."""
+    from jaxrl import stats
+
     lo = stop - width
     inside = (edges[1:] > lo) & (edges[:-1] < stop)
-    w = np.where(np.isfinite(curve), counts, 0.0) * inside
-    total = (np.where(np.isfinite(curve), curve, 0.0) * w).sum(-1)
-    n = w.sum(-1)
-    return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+    return stats.count_weighted_mean(curve, counts * inside)
 
 
 def cvar10(scores, axis=None):
     """Mean of the worst 10% of the pooled scores (at least one)."""
-    from jaxrl.stats import _pool
+    from jaxrl.stats import pool
 
-    x = np.sort(_pool(scores, axis), axis=-1)
+    x = np.sort(pool(scores, axis), axis=-1)
     k = max(1, int(math.ceil(0.1 * x.shape[-1])))
     return x[..., :k].mean(axis=-1)
 
 
 def frac_true(scores, axis=None):
-    from jaxrl.stats import _pool
+    from jaxrl.stats import pool
 
-    return _pool(scores, axis).mean(axis=-1)
+    return pool(scores, axis).mean(axis=-1)
 
 
 def sensitivity(cell):

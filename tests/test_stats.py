@@ -344,3 +344,19 @@ def test_sequential_compare_with_adastop():
     assert out["seeds_used"]["A"] == out["seeds_used"]["B"] < 20  # stopped early: clear-cut
     same = sequential_compare({"A": scores(0.0), "B": scores(0.0)}, n=5, K=4, alpha=0.05, B=2000)
     assert same["decisions"]["A vs B"] in ("equal", "continue")
+
+
+def test_count_weighted_mean_is_the_mean_over_episodes():
+    """Against a plain loop over the episodes each update reports (NaN mean: none finished)."""
+    from jaxrl.stats import count_weighted_mean
+
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 3, size=(4, 9)).astype(float)
+    means = np.where(counts > 0, rng.normal(size=(4, 9)), np.nan)
+    counts[0] = 0  # a run with no finished episode
+    means[0] = np.nan
+    got = count_weighted_mean(means, counts)
+    for r in range(4):
+        episodes = [m for m, c in zip(means[r], counts[r]) for _ in range(int(c))]
+        want = np.mean(episodes) if episodes else np.nan
+        np.testing.assert_allclose(got[r], want, equal_nan=True)
