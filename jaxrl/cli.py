@@ -403,6 +403,23 @@ def run_record(args: argparse.Namespace, config: Any) -> dict:
     return json.loads(json.dumps(record))  # tuples as lists, as read back from the file
 
 
+class LiveTable:
+    """metrics.csv while a run trains: each finished segment's rows appended (a session starts
+    the file anew; a resumed run's earlier segments are replayed first), so a long run can be
+    watched. The finished run's metrics.csv replaces it, sorted and with the config's floats."""
+
+    def __init__(self, path: str):
+        self.path, self.header = path, True
+        if os.path.exists(path):
+            os.remove(path)
+
+    def __call__(self, rows: dict) -> None:
+        import pandas as pd
+
+        pd.DataFrame(rows).to_csv(self.path, mode="a", header=self.header, index=False)
+        self.header = False
+
+
 def train_command(args: argparse.Namespace, configs: list) -> dict:
     import jax
 
@@ -425,7 +442,8 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
     print(f"training {args.algo} on {args.env}: {args.seeds} seeds x {config.total_steps} steps",
           flush=True)
     checkpoints = claim.path("checkpoints")
-    results = run(args.algo, args.env, [config], seeds, max_batch=args.max_batch,
+    live = LiveTable(claim.path("metrics.csv"))
+    results = run(args.algo, args.env, [config], seeds, max_batch=args.max_batch, on_segment=live,
                   progress=lambda line: print(line, flush=True),
                   checkpoint_every=args.checkpoint_every,
                   checkpoint_dir=checkpoints if args.checkpoint_every else None,
@@ -433,7 +451,8 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
                   init_params=args.init_params, keep_params=True, **task_options(args))
     summary = results.summary()
     save_params(claim.partial, jax.tree.map(lambda x: x[0], results.final_params))
-    results.to_dataframe().to_csv(claim.path("metrics.csv"), index=False)
+    results.to_dataframe().to_csv(claim.path("metrics.csv.tmp"), index=False)
+    os.replace(claim.path("metrics.csv.tmp"), claim.path("metrics.csv"))
     if args.tensorboard:
         results.to_tensorboard(claim.path("tensorboard"))
     with open(claim.path("summary.json"), "w") as f:  # last: it marks a finished run

@@ -437,6 +437,38 @@ class Checkpoints:
         return None
 
 
+def write_history(directory: str, start: int, stop: int, metrics: dict) -> None:
+    """One segment's metrics (updates start..stop-1) as an .npz of arrays (no pickle), written
+    whole or not at all (a temporary name, then a rename)."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{start:09d}-{stop:09d}.npz")
+    with open(path + ".tmp", "wb") as f:
+        np.savez(f, **metrics)
+    os.replace(path + ".tmp", path)
+
+
+def read_history(directory: str, stop: int) -> list[dict] | None:
+    """The segments' metrics covering updates 0..stop-1 in order, or None when they do not (a
+    file missing or damaged: zip's CRC catches flipped bits). Segments past `stop` (written after
+    the checkpoint that a resume falls back from) are ignored."""
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".npz"))
+    except OSError:
+        return None if stop else []
+    pieces, at = [], 0
+    for name in names:
+        start, end = (int(x) for x in name[:-4].split("-"))
+        if end > stop or start != at:
+            continue
+        try:
+            with np.load(os.path.join(directory, name), allow_pickle=False) as data:
+                pieces.append({k: data[k] for k in data.files})
+        except Exception:
+            return None
+        at = end
+    return pieces if at == stop else None
+
+
 def digest(tree) -> str:
     """SHA-256 over a pytree of arrays: each leaf's path, dtype, shape and bytes, in order."""
     import hashlib
@@ -479,12 +511,16 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
         tasks: Sequence[int] | None = None, single_task: bool = False,
         init_params: Any = None, keep_params: bool = False,
         checkpoint_dir: str | None = None, checkpoint_every: int | None = None,
-        eval_every: int = 0, eval_episodes: int = 10) -> Results | dict:
+        eval_every: int = 0, eval_episodes: int = 10,
+        on_segment: Callable[[dict], None] | None = None) -> Results | dict:
     """Train every (config, seed) pair; configs must share their static fields.
 
     With `checkpoint_every` (updates) and `checkpoint_dir`, each chunk runs in segments of that many
     updates and saves its whole batched state after each; calling `run` again with the same
     arguments resumes from the last checkpoint and ends bit-identical to an uninterrupted run.
+    `on_segment(rows)` is called as each segment of each chunk finishes (and, on a resume, for
+    the segments earlier sessions ran), for watching a long run: `rows` holds flat columns
+    `config`, `seed`, `update`, `env_steps` and every metric, one entry per (run, update).
     With `eval_every`, greedy evaluation episodes (`eval_episodes` fresh envs) run after every
     eval_every-th update, reported as `eval_return_mean` etc., apart from training returns.
     With `dry_run`, compile only and return the plan: chunk size and count, the compiled
@@ -615,19 +651,45 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
         with open(plan_path, "w") as f:
             json.dump({"chunk_size": chunk, "num_devices": n_dev}, f)
 
+    def emit(i, start, stop, metrics):
+        """on_segment's rows: updates start..stop-1 of chunk i's real runs, labelled."""
+        if on_segment is None:
+            return
+        runs = np.arange(i * chunk, min((i + 1) * chunk, n_runs))
+        updates = np.tile(np.arange(start, stop), len(runs))
+        rows = {"config": np.repeat(runs // len(seeds), stop - start),
+                "seed": np.repeat(np.asarray(seeds)[runs % len(seeds)], stop - start),
+                "update": updates, "env_steps": (updates + 1) * spec.steps_per_update(configs[0])}
+        on_segment({**rows, **{k: np.asarray(v)[:len(runs)].reshape(-1) for k, v in metrics.items()}})
+
     def run_segments(i, chunk_configs, chunk_params, state):
-        """Runs one chunk segment by segment from its last checkpoint, saving after each.
-        Returns (metrics, diverged, params, seconds this chunk ran in earlier sessions)."""
+        """Runs one chunk segment by segment from its last checkpoint, saving after each: the
+        state in the checkpoint, each segment's metrics in its own file of the chunk's history
+        (never rewritten, so saving stays linear in the run's length). Returns (metrics,
+        diverged, params, seconds this chunk ran in earlier sessions)."""
         nonlocal compile_seconds, compiles
         t_start = time.perf_counter()
         store = Checkpoints(os.path.join(checkpoint_dir, f"chunk-{i:04d}")) if checkpoint_dir else None
+        history_dir = os.path.join(checkpoint_dir, f"chunk-{i:04d}-history") if checkpoint_dir else None
         done, history, diverged, earlier = 0, [], np.zeros(chunk, bool), 0.0
         restored = store.restore() if store else None
         if restored:
-            done, item = restored
-            state = jax.device_put(Checkpoints.unflatten(state, item["state"]), sharding)
-            history, diverged = [item["metrics"]], np.asarray(item["diverged"])
-            earlier = float(item["seconds"])
+            history = read_history(history_dir, restored[0])
+            if history is None:
+                import warnings
+
+                warnings.warn(f"the metric history in {history_dir} does not reach update "
+                              f"{restored[0]}; restarting chunk {i + 1} from update 0", stacklevel=2)
+                history = []
+            else:
+                done, item = restored
+                state = jax.device_put(Checkpoints.unflatten(state, item["state"]), sharding)
+                diverged, earlier = np.asarray(item["diverged"]), float(item["seconds"])
+        start = 0
+        for piece in history:  # what earlier sessions ran, shown again
+            stop = start + next(iter(piece.values())).shape[1]
+            emit(i, start, stop, piece)
+            start = stop
         if tracker:
             tracker.start(i, num_chunks, done)
         while done < trainer.num_updates:
@@ -645,19 +707,20 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
                     compiles += 1
                 step = last_segment[n]
             state, metrics, diverged = step(chunk_configs, state, chunk_params, done)
-            history.append(jax.device_get(metrics))
-            diverged = np.asarray(diverged)
+            metrics, diverged = jax.device_get(metrics), np.asarray(diverged)
+            history.append(metrics)
+            emit(i, done, done + n, metrics)
             done += n
-            history = [{k: np.concatenate([h[k] for h in history], axis=1) for k in history[-1]}]
             if store:
+                write_history(history_dir, done - n, done, metrics)  # before the state it matches
                 seconds = earlier + time.perf_counter() - t_start
                 store.save(done, {"state": Checkpoints.flatten(jax.device_get(state)),
-                                  "metrics": history[0], "diverged": diverged,
-                                  "seconds": np.asarray(seconds, np.float64)})
+                                  "diverged": diverged, "seconds": np.asarray(seconds, np.float64)})
                 if progress:
                     progress(f"checkpoint: chunk {i + 1}/{num_chunks}, update {done}/{trainer.num_updates}")
         params = jax.device_get(jax.vmap(trainer.params)(state)) if keep_params else None
-        return history[0], diverged, params, earlier
+        metrics = {k: np.concatenate([h[k] for h in history], axis=1) for k in history[-1]}
+        return metrics, diverged, params, earlier
 
     last_segment = {}
     outputs, flags, kept, run_seconds = [], [], [], 0.0
@@ -673,6 +736,7 @@ def run(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[int], 
         if not segmented:
             metrics, diverged, params = jax.device_get(
                 program(chunk_configs, chunk_keys, chunk_params, chunk_init))
+            emit(i, 0, trainer.num_updates, metrics)
         else:
             metrics, diverged, params, earlier = run_segments(
                 i, chunk_configs, chunk_params,

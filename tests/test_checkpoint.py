@@ -49,6 +49,16 @@ def test_killed_run_resumes_bit_identical(tmp_path, uninterrupted, capsys):
     train_and_kill(out, "update 10/60")
     partial = tmp_path / "run.partial"
     assert partial.exists() and not out.exists()
+    # Watching: the finished segments' rows are in metrics.csv already; the checkpoints hold the
+    # state only, each segment's metrics being in a history file of its own.
+    live = pd.read_csv(partial / "metrics.csv")
+    assert set(live.seed) == {0, 1, 2} and len(live) == 3 * (live["update"].max() + 1) >= 6
+    assert {"episode_return_mean", "diverged", "env_steps"} <= set(live.columns)
+    from jaxrl.experiment import Checkpoints
+
+    step, item = Checkpoints(str(partial / "checkpoints" / "chunk-0000")).restore()
+    assert set(item) == {"state", "diverged", "seconds"}
+    assert len(os.listdir(partial / "checkpoints" / "chunk-0000-history")) >= step // 2
     # Without --resume the unfinished run is neither overwritten nor silently restarted.
     assert main(["train", "--out", str(out), *ARGS]) == 2
     assert "--resume" in capsys.readouterr().err
@@ -95,8 +105,8 @@ def flip(path, position: int, count: int = 64) -> None:
 
 
 def test_a_bit_flip_anywhere_is_never_restored(tmp_path, capfd):
-    """Two checkpoints; bytes flipped in each file of the newest (each data file at two
-    positions): restore gives the newest only when it verifies (its arrays bit-identical), else
+    """Two checkpoints; bytes flipped in each data and metadata file of the newest (the array
+    bytes at two positions): restore gives the newest only when it verifies (its arrays bit-identical), else
     falls back to the older one with a warning naming the restart point, and never prints
     library tracebacks."""
     import shutil
@@ -120,7 +130,9 @@ def test_a_bit_flip_anywhere_is_never_restored(tmp_path, capfd):
     fell_back = set()
     for name in files:
         middle = os.path.getsize(clean / "4" / name) // 2
-        for position in (100, middle) if name in data_files else (0,):
+        if name not in data_files and not name.endswith(("_METADATA", "manifest.ocdbt")):
+            continue
+        for position in (100, middle) if name == largest else (100,) if name in data_files else (0,):
             trial = tmp_path / "trial"
             shutil.rmtree(trial, ignore_errors=True)
             shutil.copytree(clean, trial)
@@ -198,3 +210,22 @@ def test_resume_checks_every_option_that_shapes_the_run(tmp_path, capsys):
     assert main(["train", "--out", str(out), "--resume", *ARGS]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["run_seconds"] > earlier
+
+
+def test_metric_history_reads_back_exactly_what_reaches_the_checkpoint(tmp_path):
+    import numpy as np
+
+    from jaxrl.experiment import read_history, write_history
+
+    pieces = [{"loss": np.full((3, 2), k, np.float32), "diverged": np.zeros((3, 2), bool)}
+              for k in range(4)]
+    for k, piece in enumerate(pieces):
+        write_history(str(tmp_path), 2 * k, 2 * k + 2, piece)
+    got = read_history(str(tmp_path), 6)  # the segment past the checkpoint (6..8) is ignored
+    assert len(got) == 3 and all(np.array_equal(g["loss"], p["loss"]) for g, p in zip(got, pieces))
+    assert read_history(str(tmp_path / "none"), 0) == []
+    assert read_history(str(tmp_path), 5) is None  # no segment ends there
+    flip(tmp_path / "000000002-000000004.npz", 60)
+    assert read_history(str(tmp_path), 6) is None  # damaged: zip's CRC
+    os.remove(tmp_path / "000000002-000000004.npz")
+    assert read_history(str(tmp_path), 6) is None  # missing

@@ -92,7 +92,7 @@ def test_chunks_follow_the_compiled_programs_memory(unchunked, monkeypatch):
     # When even one run per device does not fit: refused with the sizes, nothing run.
     monkeypatch.setattr(experiment, "_memory_budget", lambda device: n_dev - 1)
     with pytest.raises(ConfigError, match=f"one chunk of {n_dev} runs needs .* use a smaller"):
-        run("ppo", "CartPole-v1", configs, range(5), progress=None)
+        run("ppo", "CartPole-v1", configs, range(5), progress=None, max_batch=n_dev)
 
 
 def test_a_diverging_seed_is_flagged_and_leaves_the_others_alone(unchunked):

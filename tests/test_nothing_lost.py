@@ -133,7 +133,7 @@ def test_out_that_appears_while_training_is_left_alone(tmp_path, capsys, monkeyp
 def test_two_runs_on_one_out_the_second_exits_2(tmp_path, capsys):
     out = tmp_path / "run"
     first = subprocess.Popen([sys.executable, "-m", "jaxrl", "train", "--out", str(out),
-                              "--seeds", "2", *TINY[:-1], "9600", "--checkpoint-every", "1"],
+                              "--seeds", "2", *TINY[:-1], "4800", "--checkpoint-every", "1"],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
     try:
         for line in first.stdout:
@@ -141,7 +141,7 @@ def test_two_runs_on_one_out_the_second_exits_2(tmp_path, capsys):
                 break
         for command, extra in (("train", []), ("train", ["--resume"]),
                                ("sweep", ["--grid", "lr=1e-3,1e-4"])):
-            argv = [command, "--out", str(out), "--seeds", "2", *TINY[:-1], "9600", *extra]
+            argv = [command, "--out", str(out), "--seeds", "2", *TINY[:-1], "4800", *extra]
             if command == "train":
                 argv += ["--checkpoint-every", "1"]
             assert main(argv) == 2
