@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 RUN    ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-slow bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+test-slow: $(VENV)/.installed  # also the long learning tests (natural DQN with gram: +3 min)
+	JAXRL_SLOW_TESTS=1 $(PY) -m pytest
 
 bench: $(VENV)/.installed
 	$(PY) scripts/bench.py

@@ -1,5 +1,6 @@
 """Checkpoint and resume: a run SIGKILLed mid-way and resumed ends bit-identical to an
 uninterrupted one; a damaged last checkpoint falls back to the one before; no pickle is stored."""
+import json
 import os
 import signal
 import subprocess
@@ -62,26 +63,48 @@ def test_killed_run_resumes_bit_identical(tmp_path, uninterrupted, capsys):
     # Without --resume the unfinished run is neither overwritten nor silently restarted.
     assert main(["train", "--out", str(out), *ARGS]) == 2
     assert "--resume" in capsys.readouterr().err
-    assert main(["train", "--out", str(out), "--resume", *ARGS[:-2], "--checkpoint-every", "3"]) == 2
-    assert "--resume: --checkpoint-every is 3 here but 2" in capsys.readouterr().err
+    # Every recorded option that shapes the run is checked before compiling.
+    for extra, message in ((ARGS[:-2] + ["--checkpoint-every", "3"], "--checkpoint-every is 3 here but 2"),
+                           (ARGS + ["--eval-every", "20"], "--eval-every is 20 here but 0"),
+                           (ARGS + ["--eval-episodes", "5"], "--eval-episodes is 5 here but 10"),
+                           (ARGS + ["--seeds", "4"], "--seeds is 4 here but 3"),
+                           (ARGS + ["--max-batch", "2"], "--max-batch is 2 here but None"),
+                           (ARGS + ["--lr", "1e-3"], "--lr is 0.001 here but 0.00025")):
+        assert main(["train", "--out", str(out), "--resume", *extra]) == 2
+        assert message in capsys.readouterr().err
+    record = json.loads((partial / "config.json").read_text())
+    (partial / "config.json").write_text(json.dumps({**record, "num_devices": 7}))
+    assert main(["train", "--out", str(out), "--resume", *ARGS]) == 2
+    assert "CPU device count (JAXRL_CPU_DEVICES) is" in capsys.readouterr().err
+    (partial / "config.json").write_text(json.dumps(record)[:13])
+    assert main(["train", "--out", str(out), "--resume", *ARGS]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "config.json is unreadable (JSONDecodeError" in err, err
+    (partial / "config.json").unlink()
+    assert main(["train", "--out", str(out), "--resume", *ARGS]) == 2
+    assert "has no config.json, so it cannot be resumed" in capsys.readouterr().err
+    (partial / "config.json").write_text(json.dumps(record))
+    earlier = float(item["seconds"])
     assert main(["train", "--out", str(out), "--resume", *ARGS]) == 0
     assert "checkpoint: chunk 1/1, update 2/60" not in capsys.readouterr().out  # really resumed
+    # steps/s counts the earlier session's time too.
+    assert earlier > 0 and json.loads((out / "summary.json").read_text())["run_seconds"] > earlier
     pd.testing.assert_frame_equal(metrics(out), uninterrupted, check_exact=True)
     assert not partial.exists() and sorted(os.listdir(out)) == RUN_FILES
 
 
 def test_damaged_last_checkpoint_falls_back(tmp_path, uninterrupted):
+    """The outside tester's case: 64 bytes XORed in the newest checkpoint's largest data file
+    were restored silently (a seed 'diverged'); now the run falls back to the one before and ends
+    bit-identical. (Unreadable files: test_a_bit_flip_anywhere_is_never_restored.)"""
     out = tmp_path / "run"
     train_and_kill(out, "update 8/60")
     chunk = tmp_path / "run.partial" / "checkpoints" / "chunk-0000"
     steps = sorted(int(s) for s in os.listdir(chunk) if s.isdigit())
     assert len(steps) == 2
-    for root, _, files in os.walk(chunk / str(steps[-1])):  # damage every data file of the last
-        for name in files:
-            if "METADATA" not in name and not name.endswith(".txt"):
-                with open(os.path.join(root, name), "r+b") as f:
-                    f.truncate(3)
-    with pytest.warns(UserWarning, match=f"checkpoint at update {steps[-1]} .* damaged \\(unreadable"):
+    files = [os.path.join(r, n) for r, _, fs in os.walk(chunk / str(steps[-1])) for n in fs]
+    flip(max(files, key=os.path.getsize), 100)
+    with pytest.warns(UserWarning, match=f"checkpoint at update {steps[-1]} .* damaged"):
         assert main(["train", "--out", str(out), "--resume", *ARGS]) == 0
     pd.testing.assert_frame_equal(metrics(out), uninterrupted, check_exact=True)
 
@@ -159,57 +182,6 @@ def test_a_bit_flip_anywhere_is_never_restored(tmp_path, capfd):
                     flip(os.path.join(root, name), 100)
     with pytest.warns(UserWarning, match="restarting from update 0"):
         assert Checkpoints(str(clean)).restore() is None
-
-
-def test_bit_flipped_checkpoint_resumes_from_the_one_before(tmp_path, uninterrupted):
-    """The outside tester's case: 64 bytes XORed in the newest checkpoint's largest data file
-    were restored silently (a seed 'diverged'); now the run falls back and ends bit-identical."""
-    out = tmp_path / "run"
-    train_and_kill(out, "update 8/60")
-    chunk = tmp_path / "run.partial" / "checkpoints" / "chunk-0000"
-    newest = max(int(s) for s in os.listdir(chunk) if s.isdigit())
-    files = [os.path.join(r, n) for r, _, fs in os.walk(chunk / str(newest)) for n in fs]
-    flip(max(files, key=os.path.getsize), 100)
-    with pytest.warns(UserWarning, match=f"checkpoint at update {newest} .* damaged"):
-        assert main(["train", "--out", str(out), "--resume", *ARGS]) == 0
-    pd.testing.assert_frame_equal(metrics(out), uninterrupted, check_exact=True)
-
-
-def test_resume_checks_every_option_that_shapes_the_run(tmp_path, capsys):
-    """Each recorded option changed on --resume is refused before compiling; steps/s of a
-    resumed run counts the earlier sessions' time too."""
-    import json
-
-    from jaxrl.experiment import Checkpoints
-
-    out = tmp_path / "run"
-    train_and_kill(out, "update 10/60")
-    partial = tmp_path / "run.partial"
-    for extra, message in ((["--eval-every", "20"], "--eval-every is 20 here but 0"),
-                           (["--eval-episodes", "5"], "--eval-episodes is 5 here but 10"),
-                           (["--seeds", "4"], "--seeds is 4 here but 3"),
-                           (["--max-batch", "2"], "--max-batch is 2 here but None"),
-                           (["--lr", "1e-3"], "--lr is 0.001 here but 0.00025")):
-        assert main(["train", "--out", str(out), "--resume", *ARGS, *extra]) == 2
-        assert message in capsys.readouterr().err
-    record = json.loads((partial / "config.json").read_text())
-    (partial / "config.json").write_text(json.dumps({**record, "num_devices": 7}))
-    assert main(["train", "--out", str(out), "--resume", *ARGS]) == 2
-    assert "CPU device count (JAXRL_CPU_DEVICES) is" in capsys.readouterr().err
-    (partial / "config.json").write_text(json.dumps(record)[:13])
-    assert main(["train", "--out", str(out), "--resume", *ARGS]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "config.json is unreadable (JSONDecodeError" in err, err
-    (partial / "config.json").unlink()
-    assert main(["train", "--out", str(out), "--resume", *ARGS]) == 2
-    assert "has no config.json, so it cannot be resumed" in capsys.readouterr().err
-    (partial / "config.json").write_text(json.dumps(record))
-
-    earlier = float(Checkpoints(str(partial / "checkpoints" / "chunk-0000")).restore()[1]["seconds"])
-    assert earlier > 0
-    assert main(["train", "--out", str(out), "--resume", *ARGS]) == 0
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["run_seconds"] > earlier
 
 
 def test_metric_history_reads_back_exactly_what_reaches_the_checkpoint(tmp_path):
