@@ -273,7 +273,7 @@ def init_params_from(args: argparse.Namespace, spec, config, env, env_params):
     (same algo and env, the same params shapes) before anything compiles."""
     import jax
 
-    from jaxrl.trained import load
+    from jaxrl.trained import load, params_like
 
     try:
         source = load(args.init_from)
@@ -286,7 +286,7 @@ def init_params_from(args: argparse.Namespace, spec, config, env, env_params):
         raise ConfigError(f"--init-from: {args.init_from} has {len(source.seeds)} seeds, fewer "
                           f"than --seeds {args.seeds}")
     trainer = spec.make_trainer(config, env, env_params)
-    like = jax.eval_shape(lambda: trainer.params(trainer.init(config, jax.random.PRNGKey(0))))
+    like = params_like(trainer, config)
     params = jax.tree.map(lambda x: x[:args.seeds], source.params)
     mine = [(x.shape, x.dtype) for x in jax.tree.leaves(like)]
     theirs = [(x.shape[1:], x.dtype) for x in jax.tree.leaves(params)]

@@ -22,8 +22,7 @@ import envs
 from jaxrl import stats
 from jaxrl.agents import get_algo
 from jaxrl.agents.base import nonfinite
-from jaxrl.config import (MAX_SEED, ConfigError, dynamic_fields, make_config, static_fields,
-                          to_dict)
+from jaxrl.config import MAX_SEED, ConfigError, dynamic_fields, static_fields, to_dict
 
 FINAL_FRACTION = stats.FINAL_FRACTION  # the final-return window's share of the updates
 
@@ -74,15 +73,13 @@ class Results:
         and config.json (final_params are not read: see jaxrl.load)."""
         import pandas as pd
 
-        from jaxrl.trained import read_record
+        from jaxrl.trained import config_from_record, read_record
 
         record = read_record(run_dir)
         with open(os.path.join(run_dir, "summary.json")) as f:
             summary = json.load(f)
         spec = get_algo(record["algo"])
-        fields = {f.name for f in dataclasses.fields(spec.Config)}
-        config = make_config(spec.Config, {k: tuple(v) if isinstance(v, list) else v
-                                           for k, v in record.items() if k in fields})
+        config = config_from_record(spec, record)
         frame = pd.read_csv(os.path.join(run_dir, "metrics.csv")).sort_values(
             ["config", "seed", "update"], kind="stable")
         index = {"config", "seed", "update", "env_steps", "task", *dynamic_fields(spec.Config)}

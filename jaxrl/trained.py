@@ -81,6 +81,18 @@ def read_record(run_dir: str) -> dict:
     return record
 
 
+def config_from_record(spec, record: dict):
+    """The config a run's config.json records (lists read back as the tuples they were)."""
+    names = {f.name for f in dataclasses.fields(spec.Config)}
+    return make_config(spec.Config, {k: tuple(v) if isinstance(v, list) else v
+                                     for k, v in record.items() if k in names})
+
+
+def params_like(trainer, config) -> Any:
+    """The shapes and dtypes of one run's `trainer.params` (nothing is computed)."""
+    return jax.eval_shape(lambda: trainer.params(trainer.init(config, jax.random.PRNGKey(0))))
+
+
 @dataclasses.dataclass
 class TrainedRun:
     """A finished run, loaded: its record (config.json), config, env, trainer and every seed's
@@ -221,9 +233,7 @@ def load(run_dir: str) -> TrainedRun:
     except ValueError as e:
         raise ConfigError(f"RUN: {run_dir} was trained on an env of another module: {e}") from None
     spec = get_algo(record["algo"])
-    names = {f.name for f in dataclasses.fields(spec.Config)}
-    config = make_config(spec.Config, {k: tuple(v) if isinstance(v, list) else v
-                                       for k, v in record.items() if k in names})
+    config = config_from_record(spec, record)
     env, env_params = envs.make(record["env"], **({"one_hot": False} if record.get("hide_task_id")
                                                   else {}))
     rows = task_plan(record["env"], env_params, parse_tasks(record.get("tasks", "all")),
@@ -235,7 +245,7 @@ def load(run_dir: str) -> TrainedRun:
         env_params = envs.select_tasks(env_params, rows[0])
     trainer = spec.make_trainer(config, env, env_params)
     seeds = list(range(record["seed_offset"], record["seed_offset"] + record["seeds"]))
-    like = jax.eval_shape(lambda: trainer.params(trainer.init(config, jax.random.PRNGKey(0))))
+    like = params_like(trainer, config)
     return TrainedRun(run_dir=run_dir, record=record, config=config, env=env,
                       env_params=env_params, trainer=trainer, params=load_params(run_dir, like),
                       seeds=seeds)
