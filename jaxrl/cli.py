@@ -237,26 +237,25 @@ def parse_run(argv: list[str]) -> tuple[argparse.Namespace, list]:
     try:
         for module in args.env_module:
             envs.import_env_module(module)
-        env, env_params = envs.make(args.env)
     except ValueError as e:  # envs never imports jaxrl, so it raises a plain ValueError
         raise ConfigError(str(e)) from None
-    args.task_ids = parse_tasks(args.tasks)
     if args.command == "sweep" and args.single_task:
         raise ConfigError("--single-task: sweeps tune one config for the selected tasks together; "
                           "sweep each task with --tasks ID instead")
-    from jaxrl.experiment import task_plan
+    from jaxrl.runner import make_plan
 
-    rows = task_plan(args.env, env_params, args.task_ids, args.single_task)
-    if rows is None and (args.tasks != "all" or args.hide_task_id):
-        raise ConfigError(f"--tasks/--hide-task-id: {args.env} is not a task family; families: "
+    seeds = range(getattr(args, "seed_offset", 0), getattr(args, "seed_offset", 0) + args.seeds)
+    init_params = init_params_from(args) if getattr(args, "init_from", None) else None
+    if args.hide_task_id and args.env not in envs.FAMILIES:
+        raise ConfigError(f"--hide-task-id: {args.env} is not a task family; families: "
                           f"{', '.join(envs.FAMILIES)}")
-    if rows is not None:
-        env_params = envs.select_tasks(env_params, rows[0])
-    for cfg in configs:
-        spec.validate(cfg, env, env_params)
-    args.init_params = None
-    if getattr(args, "init_from", None):
-        args.init_params = init_params_from(args, spec, config, env, env_params)
+    if args.command == "sweep":  # one plan per group of configs sharing static fields
+        from jaxrl.sweep import plan_sweep
+
+        args.plans = plan_sweep(args.algo, args.env, configs, args.seeds, **task_options(args))
+    else:
+        args.plan = make_plan(args.algo, args.env, configs, seeds, init_params=init_params,
+                              **task_options(args))
     args.claim = None
     if args.command == "train" and args.dry_run:
         return args, configs
@@ -268,12 +267,12 @@ def parse_run(argv: list[str]) -> tuple[argparse.Namespace, list]:
     return args, configs
 
 
-def init_params_from(args: argparse.Namespace, spec, config, env, env_params):
-    """--init-from RUN: the first --seeds seeds' trained params of RUN, checked to fit this run
-    (same algo and env, the same params shapes) before anything compiles."""
+def init_params_from(args: argparse.Namespace):
+    """--init-from RUN: the first --seeds seeds' trained params of RUN, checked to come from the
+    same algo and env (make_plan checks that they fit this run's network) before compiling."""
     import jax
 
-    from jaxrl.trained import load, params_like
+    from jaxrl.trained import load
 
     try:
         source = load(args.init_from)
@@ -285,15 +284,7 @@ def init_params_from(args: argparse.Namespace, spec, config, env, env_params):
     if len(source.seeds) < args.seeds:
         raise ConfigError(f"--init-from: {args.init_from} has {len(source.seeds)} seeds, fewer "
                           f"than --seeds {args.seeds}")
-    trainer = spec.make_trainer(config, env, env_params)
-    like = params_like(trainer, config)
-    params = jax.tree.map(lambda x: x[:args.seeds], source.params)
-    mine = [(x.shape, x.dtype) for x in jax.tree.leaves(like)]
-    theirs = [(x.shape[1:], x.dtype) for x in jax.tree.leaves(params)]
-    if jax.tree.structure(like) != jax.tree.structure(params) or mine != theirs:
-        raise ConfigError(f"--init-from: the params of {args.init_from} do not fit this network "
-                          "(compare --hidden-sizes and the other static fields)")
-    return params
+    return jax.tree.map(lambda x: x[:args.seeds], source.params)
 
 
 def check_resumable(partial: str, record: dict) -> None:
@@ -332,8 +323,8 @@ def parse_tasks(text: str) -> list[int] | None:
 
 
 def task_options(args: argparse.Namespace) -> dict:
-    """The keyword arguments of `experiment.run` that --tasks, --single-task, --hide-task-id give."""
-    return dict(tasks=args.task_ids, single_task=args.single_task,
+    """The keyword arguments of `make_plan` that --tasks, --single-task, --hide-task-id give."""
+    return dict(tasks=parse_tasks(args.tasks), single_task=args.single_task,
                 env_kwargs={"one_hot": False} if args.hide_task_id else None)
 
 
@@ -424,15 +415,13 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
     import jax
 
     from jaxrl import enable_compilation_cache
-    from jaxrl.experiment import run
+    from jaxrl.runner import execute
     from jaxrl.trained import save_params
 
     enable_compilation_cache()
     config = configs[0]
-    seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
     if args.dry_run:
-        plan = run(args.algo, args.env, [config], seeds, max_batch=args.max_batch, dry_run=True,
-                   init_params=args.init_params, **task_options(args))
+        plan = execute(args.plan, max_batch=args.max_batch, dry_run=True)
         print(json.dumps(plan, indent=2))
         return plan
     claim = args.claim  # OUT.partial, renamed to --out once complete; holds checkpoints until then
@@ -443,12 +432,12 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
           flush=True)
     checkpoints = claim.path("checkpoints")
     live = LiveTable(claim.path("metrics.csv"))
-    results = run(args.algo, args.env, [config], seeds, max_batch=args.max_batch, on_segment=live,
-                  progress=lambda line: print(line, flush=True),
-                  checkpoint_every=args.checkpoint_every,
-                  checkpoint_dir=checkpoints if args.checkpoint_every else None,
-                  eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-                  init_params=args.init_params, keep_params=True, **task_options(args))
+    results = execute(args.plan, max_batch=args.max_batch, on_segment=live,
+                      progress=lambda line: print(line, flush=True),
+                      checkpoint_every=args.checkpoint_every,
+                      checkpoint_dir=checkpoints if args.checkpoint_every else None,
+                      eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+                      keep_params=True)
     summary = results.summary()
     save_params(claim.partial, jax.tree.map(lambda x: x[0], results.final_params))
     results.to_dataframe().to_csv(claim.path("metrics.csv.tmp"), index=False)
@@ -485,15 +474,14 @@ def sweep_command(args: argparse.Namespace, configs: list) -> dict:
 
     from jaxrl import enable_compilation_cache
     from jaxrl.config import to_dict
-    from jaxrl.sweep import sweep
+    from jaxrl.sweep import sweep_plans
 
     enable_compilation_cache()
     print(f"sweeping {args.algo} on {args.env}: {len(configs)} configs x {args.seeds} tuning seeds, "
           f"then the best on {args.test_seeds} test seeds", flush=True)
-    result = sweep(args.algo, args.env, configs, seeds=args.seeds, test_seeds=args.test_seeds,
-                   max_batch=args.max_batch, progress=lambda line: print(line, flush=True),
-                   eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-                   **task_options(args))
+    result = sweep_plans(args.plans, test_seeds=args.test_seeds, max_batch=args.max_batch,
+                         progress=lambda line: print(line, flush=True),
+                         eval_every=args.eval_every, eval_episodes=args.eval_episodes)
     summary = result.summary()
     claim = args.claim
     with open(claim.path("config.json"), "w") as f:
@@ -584,7 +572,7 @@ def render_command(args: argparse.Namespace) -> str:
 
 def eval_command(args: argparse.Namespace) -> dict:
     """Evaluate every seed of a finished run; print the IQM with its CI and write eval.json."""
-    from jaxrl.experiment import iqm_summary
+    from jaxrl.runner import iqm_summary
     from jaxrl.trained import load
 
     if args.episodes < 1:

@@ -239,7 +239,7 @@ def sequential_compare(train: dict, n: int = 5, K: int = 5, alpha: float = 0.05,
     optional `adastop` extra): a group-sequential permutation test with early stopping.
 
     `train` maps a name to a function `seeds -> scores [len(seeds)]` (e.g. final returns of
-    `jaxrl.experiment.run(...)`). At interim k every algorithm still in a comparison trains on the
+    `jaxrl.runner.run(...)`). At interim k every algorithm still in a comparison trains on the
     same fresh seeds k*n .. k*n+n-1. Returns {"decisions": {"A vs B": "larger"|"smaller"|"equal"
     |"continue"}, "seeds_used": {name: count}, "scores": {name: [...]}}."""
     try:

@@ -15,7 +15,7 @@ import numpy as np
 
 from jaxrl import stats
 from jaxrl.config import ConfigError, check_fields, explicit_fields, make_config, static_fields
-from jaxrl.experiment import Results, run
+from jaxrl.runner import Plan, Results, execute, make_plan
 
 TEST_SEED_OFFSET = 1_000_000
 
@@ -128,24 +128,39 @@ def group_by_static(configs: Sequence) -> list[list]:
     return list(groups.values())
 
 
+def plan_sweep(algo: str, env: str, configs: Sequence, seeds: int, **plan_options) -> list[Plan]:
+    """A sweep's plans, checked before anything compiles: one per group of configs sharing their
+    static fields, on tuning seeds 0..seeds-1, the env built once (`make_plan`'s options)."""
+    if seeds < 1:
+        raise ConfigError(f"--seeds: got {seeds}, must be >= 1")
+    groups = group_by_static(configs)
+    base = make_plan(algo, env, groups[0], range(seeds), **plan_options)
+    return [base] + [base.with_runs(group, range(seeds)) for group in groups[1:]]
+
+
 def sweep(algo: str, env: str, configs: Sequence, *, seeds: int = 8, test_seeds: int = 16,
-          max_batch: int | None = None, progress=print, **run_options) -> SweepResult:
+          env_kwargs: dict | None = None, tasks: Sequence[int] | None = None,
+          single_task: bool = False, **execute_options) -> SweepResult:
     """Run every config on tuning seeds `0..seeds-1`, pick the best by IQM final return, and
-    re-run it on `test_seeds` fresh seeds (none of which any tuning run used)."""
-    if seeds < 1 or test_seeds < 0:
-        raise ConfigError("--seeds must be >= 1 and --test-seeds >= 0")
-    tuning, compiles = [], 0
-    for group in group_by_static(configs):
-        results = run(algo, env, group, range(seeds), max_batch=max_batch, progress=progress,
-                      **run_options)
-        compiles += results.compiles
-        tuning.append(results)
+    re-run it on `test_seeds` fresh seeds (none of which any tuning run used); the options of
+    `jaxrl.runner.execute` apply to every run."""
+    plans = plan_sweep(algo, env, configs, seeds, env_kwargs=env_kwargs, tasks=tasks,
+                       single_task=single_task)
+    return sweep_plans(plans, test_seeds=test_seeds, **execute_options)
+
+
+def sweep_plans(plans: Sequence[Plan], *, test_seeds: int = 16, **execute_options) -> SweepResult:
+    """`sweep` of already made plans (`plan_sweep`)."""
+    if test_seeds < 0:
+        raise ConfigError(f"--test-seeds: got {test_seeds}, must be >= 0")
+    tuning = [execute(plan, **execute_options) for plan in plans]
+    compiles = sum(results.compiles for results in tuning)
     scored = [(stats.iqm(f[np.isfinite(f)]) if np.isfinite(f).any() else -np.inf, cfg)
               for r in tuning for f, cfg in zip(r.final_return(), r.configs)]
     best = max(scored, key=lambda pair: pair[0])[1]
     test = None
     if test_seeds:
-        test = run(algo, env, [best], range(TEST_SEED_OFFSET, TEST_SEED_OFFSET + test_seeds),
-                   max_batch=max_batch, progress=progress, **run_options)
+        test = execute(plans[0].with_runs(
+            [best], range(TEST_SEED_OFFSET, TEST_SEED_OFFSET + test_seeds)), **execute_options)
         compiles += test.compiles
     return SweepResult(tuning=tuning, test=test, best=best, compiles=compiles)

@@ -31,7 +31,7 @@ def save_params(run_dir: str, params: Any) -> None:
     """Write `params` (leaves [seeds, ...]) to RUN/params, then their digest."""
     import orbax.checkpoint as ocp
 
-    from jaxrl.experiment import Checkpoints, digest
+    from jaxrl.runner.storage import Checkpoints, digest
 
     flat = Checkpoints.flatten(params)
     with ocp.StandardCheckpointer() as checkpointer:
@@ -45,13 +45,13 @@ def load_params(run_dir: str, like: Any) -> Any:
     unreadable or not what was written (the digest)."""
     import orbax.checkpoint as ocp
 
-    from jaxrl.experiment import Checkpoints, _quiet_orbax, digest
+    from jaxrl.runner.storage import Checkpoints, digest, quiet_orbax
 
     path = os.path.join(os.path.abspath(run_dir), PARAMS_DIR)
     try:
         with open(os.path.join(run_dir, DIGEST)) as f:
             expected = f.read().strip()
-        with _quiet_orbax(), ocp.StandardCheckpointer() as checkpointer:
+        with quiet_orbax(), ocp.StandardCheckpointer() as checkpointer:
             flat = jax.tree.map(np.asarray, checkpointer.restore(path))
     except Exception as e:
         raise ConfigError(f"RUN: {run_dir} has no readable trained params ({type(e).__name__}); "
@@ -88,11 +88,6 @@ def config_from_record(spec, record: dict):
                                      for k, v in record.items() if k in names})
 
 
-def params_like(trainer, config) -> Any:
-    """The shapes and dtypes of one run's `trainer.params` (nothing is computed)."""
-    return jax.eval_shape(lambda: trainer.params(trainer.init(config, jax.random.PRNGKey(0))))
-
-
 @dataclasses.dataclass
 class TrainedRun:
     """A finished run, loaded: its record (config.json), config, env, trainer and every seed's
@@ -113,7 +108,7 @@ class TrainedRun:
 
     @property
     def results(self):
-        from jaxrl.experiment import Results
+        from jaxrl.runner import Results
 
         return Results.load(self.run_dir)
 
@@ -224,7 +219,7 @@ def load(run_dir: str) -> TrainedRun:
     """Load a finished `train` run (see the module docstring); ConfigError for anything else."""
     from jaxrl.agents import get_algo
     from jaxrl.cli import parse_tasks
-    from jaxrl.experiment import task_plan
+    from jaxrl.runner.plan import params_like, task_plan
 
     record = read_record(run_dir)
     try:

@@ -47,7 +47,7 @@ def bench_algo(algo: str, seeds: int, total_steps: int, env_name: str) -> dict:
     import jax
 
     from jaxrl.agents import get_algo
-    from jaxrl.experiment import run
+    from jaxrl.runner import run
 
     # natural DQN runs on DQN's settings, so the two differ only in the optimizer
     overrides = CASES.get(algo.split("-")[0].replace("natural_", ""), ({},))[0]

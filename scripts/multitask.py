@@ -38,7 +38,7 @@ import envs  # noqa: E402
 from jaxrl import stats  # noqa: E402
 from jaxrl.agents.ppo import PPOConfig  # noqa: E402
 from jaxrl.config import ConfigError  # noqa: E402
-from jaxrl.experiment import run  # noqa: E402
+from jaxrl.runner import run  # noqa: E402
 
 # Per family: PPO settings and, per size, (steps per task, pretrain steps, fine-tune steps), plus
 # the steps-to-threshold level. The MuJoCo families use normalised observations and Brax-like PPO.

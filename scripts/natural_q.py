@@ -225,7 +225,7 @@ def batch_size_of(settings, env):
 def timing_pass(args, settings, path, envs):
     """ms per gradient update (for the study's batch of runs) per env and method, measured back
     to back: rounds x methods, alternating, target network on; median over rounds."""
-    from jaxrl.experiment import run
+    from jaxrl.runner import run
 
     timing = json.load(open(path)) if os.path.exists(path) else {}
     for env in envs:

@@ -40,7 +40,7 @@ def reproducible_run(train, config, seeds=(0, 2)):
     import jax
     import numpy as np
 
-    from jaxrl.experiment import seed_key
+    from jaxrl.runner import seed_key
 
     keys = jax.vmap(seed_key)(np.arange(max(seeds) + 1))
     _, batched = jax.jit(jax.vmap(train, in_axes=(None, 0)))(config, keys)

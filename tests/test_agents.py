@@ -8,7 +8,8 @@ import pytest
 
 import envs
 from jaxrl.agents import ALGOS, Algo, get_algo, register
-from jaxrl.experiment import _init_run, seed_key
+from jaxrl.runner import make_plan, seed_key
+from jaxrl.runner.program import init_fn
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -41,11 +42,11 @@ def test_with_params_rebuilds_what_derives_from_params(algo):
     every optimizer state is fresh for those params; PPO's observation statistics come along."""
     spec = get_algo(algo)
     config = spec.Config(**tiny(algo))
-    env, env_params = envs.make(ENVS[algo])
-    trainer = spec.make_trainer(config, env, env_params)
+    plan = make_plan(algo, ENVS[algo], [config], [1])
+    trainer = plan.trainer
     trained = jax.jit(trainer)(config, seed_key(0))[0]
     params = trainer.params(trained)
-    state = jax.jit(_init_run(lambda p: trainer))(config, seed_key(1), None, params)
+    state = jax.jit(init_fn(plan))(config, seed_key(1), None, params)
     for a, b in zip(jax.tree.leaves(trainer.params(state)), jax.tree.leaves(params)):
         np.testing.assert_array_equal(a, b)
     fresh = trainer.init(config, seed_key(1))

@@ -55,7 +55,7 @@ def test_killed_run_resumes_bit_identical(tmp_path, uninterrupted, capsys):
     live = pd.read_csv(partial / "metrics.csv")
     assert set(live.seed) == {0, 1, 2} and len(live) == 3 * (live["update"].max() + 1) >= 6
     assert {"episode_return_mean", "diverged", "env_steps"} <= set(live.columns)
-    from jaxrl.experiment import Checkpoints
+    from jaxrl.runner.storage import Checkpoints
 
     step, item = Checkpoints(str(partial / "checkpoints" / "chunk-0000")).restore()
     assert set(item) == {"state", "diverged", "seconds"}
@@ -137,7 +137,7 @@ def test_a_bit_flip_anywhere_is_never_restored(tmp_path, capfd):
 
     import numpy as np
 
-    from jaxrl.experiment import Checkpoints
+    from jaxrl.runner.storage import Checkpoints
 
     items = {s: {"state": {"00000": np.arange(5000, dtype=np.float32) * s, "00001": np.eye(4) * s},
                  "metrics": {"loss": np.full((3, 7), s, np.float32)}, "diverged": np.zeros(3, bool),
@@ -187,7 +187,7 @@ def test_a_bit_flip_anywhere_is_never_restored(tmp_path, capfd):
 def test_metric_history_reads_back_exactly_what_reaches_the_checkpoint(tmp_path):
     import numpy as np
 
-    from jaxrl.experiment import read_history, write_history
+    from jaxrl.runner.storage import read_history, write_history
 
     pieces = [{"loss": np.full((3, 2), k, np.float32), "diverged": np.zeros((3, 2), bool)}
               for k in range(4)]

@@ -16,7 +16,8 @@ from jaxrl import buffers, stats
 from jaxrl.agents.dqn import DQNConfig, dqn_loss, make_train, td_target
 from jaxrl.agents.offpolicy import num_warmup_updates
 from jaxrl.cli import main
-from jaxrl.experiment import run, seed_key, stack_configs
+from jaxrl.runner import run, seed_key
+from jaxrl.runner.plan import stack_configs
 from conftest import reproducible_run
 
 pytestmark = pytest.mark.timeout(180)

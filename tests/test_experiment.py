@@ -9,7 +9,7 @@ import jax
 
 from conftest import TINY_PPO, run_python
 from jaxrl.config import ConfigError
-from jaxrl.experiment import run
+from jaxrl.runner import run
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -56,7 +56,7 @@ def test_sharded_over_four_cpu_devices_equals_unchunked(unchunked, tmp_path):
 import numpy as np, jax
 from jaxrl import enable_compilation_cache
 from jaxrl.agents.ppo import PPOConfig
-from jaxrl.experiment import run
+from jaxrl.runner import run
 enable_compilation_cache()
 assert len(jax.devices()) == 4
 tiny = PPOConfig(**{TINY_PPO!r})
@@ -71,26 +71,26 @@ np.savez("{tmp_path}/sharded.npz", **res.metrics)
 def test_chunks_follow_the_compiled_programs_memory(unchunked, monkeypatch):
     """With a memory budget too small for the whole batch, the runner halves the chunk (from the
     compiled program's memory analysis) until it fits, and the numbers do not change."""
-    import jaxrl.experiment as experiment
+    import jaxrl.runner.loop as loop
 
     configs, results = unchunked
     seen = []
-    real = experiment.compiled_bytes
+    real = loop.compiled_bytes
 
     def spy(compiled):  # the real figure is measured; the budget sees one unit per run
         seen.append(real(compiled))
         return jax.tree.leaves(compiled.in_avals)[0].shape[0]
 
     n_dev = len(jax.local_devices())
-    monkeypatch.setattr(experiment, "compiled_bytes", spy)
-    monkeypatch.setattr(experiment, "_memory_budget", lambda device: n_dev)  # one run per device
+    monkeypatch.setattr(loop, "compiled_bytes", spy)
+    monkeypatch.setattr(loop, "memory_budget", lambda device: n_dev)  # one run per device
     squeezed = run("ppo", "CartPole-v1", configs, range(5), progress=None)
     assert seen[0] > 0 and len(seen) >= 2  # measured, then halved at least once
     assert squeezed.chunk_size == n_dev  # down to one run per device
     assert_same_metrics(squeezed.metrics, results.metrics)
 
     # When even one run per device does not fit: refused with the sizes, nothing run.
-    monkeypatch.setattr(experiment, "_memory_budget", lambda device: n_dev - 1)
+    monkeypatch.setattr(loop, "memory_budget", lambda device: n_dev - 1)
     with pytest.raises(ConfigError, match=f"one chunk of {n_dev} runs needs .* use a smaller"):
         run("ppo", "CartPole-v1", configs, range(5), progress=None, max_batch=n_dev)
 

@@ -10,7 +10,7 @@ import pytest
 import envs
 from jaxrl.agents.ppo import PPOConfig
 from jaxrl.cli import main
-from jaxrl.experiment import run
+from jaxrl.runner import run
 
 from conftest import TINY_PPO
 

@@ -16,7 +16,8 @@ from jaxrl import stats
 from jaxrl.agents.naf import NAFConfig, make_train, naf_loss, naf_q_value, taken_q, td_target
 from jaxrl.agents.offpolicy import num_warmup_updates
 from jaxrl.cli import main
-from jaxrl.experiment import run, seed_key, stack_configs
+from jaxrl.runner import run, seed_key
+from jaxrl.runner.plan import stack_configs
 from conftest import reproducible_run
 
 pytestmark = pytest.mark.timeout(120)

@@ -16,7 +16,8 @@ from jaxrl.agents.dqn import dqn_loss
 from jaxrl.agents.dqn.train import QNetwork
 from jaxrl.agents.natural_dqn import NaturalDQNConfig, make_train
 from jaxrl.cli import main
-from jaxrl.experiment import run, seed_key, stack_configs
+from jaxrl.runner import run, seed_key
+from jaxrl.runner.plan import stack_configs
 from jaxrl.optim import fisher_preconditioner
 
 pytestmark = pytest.mark.timeout(120)
@@ -35,7 +36,7 @@ def test_the_step_inside_dqn_is_the_optimizers_step_on_the_same_batch(solver):
     env, env_params = envs.make("CartPole-v1")
     trainer = make_train(config, env, env_params)
     state = jax.jit(trainer.init)(config, seed_key(0))
-    after, _ = jax.jit(trainer.update)(config, state)
+    after, _ = jax.jit(trainer.update)(config, state, jnp.int32(0))
 
     # What update does before its gradient step: the env iterations, then the batch sample.
     _, sample_key = jax.random.split(state.key)
@@ -101,7 +102,7 @@ def test_vmapped_program_has_no_lapack_and_finishes():
 import jax, numpy as np
 import envs
 from jaxrl.agents.natural_dqn import NaturalDQNConfig, make_train
-from jaxrl.experiment import seed_key
+from jaxrl.runner import seed_key
 env, env_params = envs.make("CartPole-v1")
 keys = jax.vmap(seed_key)(np.arange(4))
 for solver in ("kfac", "gram"):

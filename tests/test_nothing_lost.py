@@ -87,10 +87,10 @@ def test_the_working_directory_survives_the_reported_reproduction(workdir, capsy
 def test_out_that_appears_while_training_is_left_alone(tmp_path, capsys, monkeypatch):
     """A folder created at --out while the run trains is kept, with or without --overwrite, and
     the finished results stay complete in OUT.partial with a message saying so."""
-    import jaxrl.experiment
+    import jaxrl.runner
 
     out = tmp_path / "run"
-    real_run = jaxrl.experiment.run
+    real_run = jaxrl.runner.execute
 
     def run_then_someone_writes(*args, **kwargs):
         results = real_run(*args, **kwargs)
@@ -99,7 +99,7 @@ def test_out_that_appears_while_training_is_left_alone(tmp_path, capsys, monkeyp
         (out / "mine.txt").write_text("user data")
         return results
 
-    monkeypatch.setattr(jaxrl.experiment, "run", run_then_someone_writes)
+    monkeypatch.setattr(jaxrl.runner, "execute", run_then_someone_writes)
     assert main(["train", "--out", str(out), "--seeds", "2", *TINY]) == 1
     err = one_line_error(capsys, "appeared while this run trained, so it was left alone")
     assert f"{out}.partial" in err
@@ -118,11 +118,11 @@ def test_out_that_appears_while_training_is_left_alone(tmp_path, capsys, monkeyp
         (out / "new.txt").write_text("other data")
         return real_run(*args, **kwargs)
 
-    monkeypatch.setattr(jaxrl.experiment, "run", run_while_replaced)
+    monkeypatch.setattr(jaxrl.runner, "execute", run_while_replaced)
     assert main(["train", "--out", str(out), "--seeds", "2", "--overwrite", *TINY]) == 1
     one_line_error(capsys, "appeared while this run trained")
     assert os.listdir(out) == ["new.txt"] and (tmp_path / "old-run" / "summary.json").exists()
-    monkeypatch.setattr(jaxrl.experiment, "run", real_run)
+    monkeypatch.setattr(jaxrl.runner, "execute", real_run)
     os.rename(tmp_path / "run.partial", tmp_path / "kept")
     (tmp_path / "old-run" / "old.txt").write_text("from the run being replaced")
     assert main(["train", "--out", str(tmp_path / "old-run"), "--seeds", "2", "--overwrite", *TINY]) == 0
@@ -232,7 +232,7 @@ def test_unwritable_cache_dir_warns_and_runs_without_it(tmp_path):
 def test_full_disk_is_one_line_and_resumable(tmp_path, capsys, monkeypatch):
     """An injected ENOSPC in the middle of checkpointing: a short message, exit 1, and the run
     resumes to the end once there is room."""
-    from jaxrl.experiment import Checkpoints
+    from jaxrl.runner.storage import Checkpoints
 
     out = tmp_path / "run"
     argv = ["train", "--out", str(out), "--seeds", "2", *TINY[:-1], "640", "--checkpoint-every", "2"]

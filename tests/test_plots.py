@@ -129,7 +129,7 @@ def test_final_returns_matches_hand_computation_with_nan_updates():
 
 
 def test_final_returns_agrees_with_results_final_return():
-    from jaxrl.experiment import Results
+    from jaxrl.runner import Results
 
     rng = np.random.default_rng(3)
     count = rng.integers(0, 3, (3, 5, 47))
@@ -150,7 +150,7 @@ def test_final_returns_agrees_with_results_final_return():
 def test_final_window_is_at_least_one_longest_episode():
     """A run whose episodes all outlast 10% of the updates (a good CartPole policy with few updates)
     still gets a final return: the window widens to episode_updates, in Results and plots alike."""
-    from jaxrl.experiment import Results, episode_updates
+    from jaxrl.runner.results import Results, episode_updates
 
     assert episode_updates(envs_params(500), steps_per_update=16, num_envs=16) == 500
     assert episode_updates(envs_params(500), steps_per_update=512, num_envs=4) == 4  # PPO: 128 steps

@@ -7,7 +7,8 @@ import pytest
 import envs
 from jaxrl import stats
 from jaxrl.agents.ppo import PPOConfig, make_train
-from jaxrl.experiment import run, seed_key, stack_configs
+from jaxrl.runner import run, seed_key
+from jaxrl.runner.plan import stack_configs
 
 pytestmark = pytest.mark.timeout(300)
 

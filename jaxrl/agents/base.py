@@ -43,8 +43,11 @@ class Algo:
 class Trainer:
     """What an agent's `make_trainer` returns, all pure functions over the agent's own typed state:
 
-    - `init(config, key) -> state`; `update(config, state) -> (state, metrics)`, metrics a dict of
-      scalars for one update. Calling the trainer runs all `num_updates` updates.
+    - `init(config, key) -> state`; `update(config, state, index) -> (state, metrics)`, metrics a
+      dict of scalars for one update, `index` the update's number (0 .. num_updates-1; a traced
+      int32 shared by every vmapped run, so a branch on it, such as an off-policy warm-up or a
+      K-FAC refresh, is a real `lax.cond`, not a select computing both sides). Calling the
+      trainer runs all `num_updates` updates.
     - `params(state) -> params`: what a trained agent is (network params, plus whatever else its
       policy needs, e.g. observation statistics); saved with a run, loaded by `jaxrl.load`.
     - `with_params(config, state, params) -> state`: `state` with `params` put in and everything
@@ -56,7 +59,7 @@ class Trainer:
       critics, Q(s, .) [E, A] for the Q-learners), or None."""
 
     init: Callable[[Any, jax.Array], Any]
-    update: Callable[[Any, Any], tuple[Any, dict]]
+    update: Callable[[Any, Any, jax.Array], tuple[Any, dict]]
     num_updates: int
     params: Callable[[Any], Any]
     with_params: Callable[[Any, Any, Any], Any]
@@ -73,7 +76,7 @@ class Trainer:
         (`EVAL_METRICS`, NaN on the other updates) after every eval_every-th update; with
         `on_progress`, a host callback with the number of updates done every progress_every."""
         def body(config, state, update_index):
-            state, metrics = self.update(config, state)
+            state, metrics = self.update(config, state, update_index)
             # Per update, so a table shows when a run diverged, not only that it did.
             metrics = {**metrics, "diverged": nonfinite(self.params(state))}
             done = update_index + 1
@@ -92,7 +95,8 @@ class Trainer:
             return state, metrics
 
         def run_segment(config, state, start=0):
-            indices = start + jnp.arange(num_updates)
+            # `start` is never batched (the runner passes it with in_axes=None): see `update`.
+            indices = start + jnp.arange(num_updates, dtype=jnp.int32)
             return jax.lax.scan(lambda s, i: body(config, s, i), state, indices)
 
         return run_segment

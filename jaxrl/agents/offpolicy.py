@@ -61,7 +61,6 @@ class OffPolicyState:
     env_state: Any
     obs: jax.Array
     key: jax.Array
-    update_index: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,10 +132,9 @@ def make_offpolicy_trainer(config, env, env_params, agent: OffPolicyAgent) -> Tr
                                "terminated": jnp.bool_(False), "truncated": jnp.bool_(False)},
                               buffer_size)
         return OffPolicyState(agent=agent.init(config, init_key), buffer=buffer,
-                              env_state=env_state, obs=obs, key=key, update_index=jnp.int32(0))
+                              env_state=env_state, obs=obs, key=key)
 
-    def update(config, state: OffPolicyState) -> tuple[OffPolicyState, dict]:
-        index = state.update_index
+    def update(config, state: OffPolicyState, index: jax.Array) -> tuple[OffPolicyState, dict]:
 
         def env_step(carry, iteration):
             buffer, env_state, obs, key = carry
@@ -165,16 +163,14 @@ def make_offpolicy_trainer(config, env, env_params, agent: OffPolicyAgent) -> Tr
         iterations = index * train_frequency + jnp.arange(train_frequency)
         (buffer, env_state, obs, key), (episodes, extras) = jax.lax.scan(
             env_step, (state.buffer, state.env_state, state.obs, key), iterations)
-        # A real branch when `update_index` is shared by the vmapped runs (a whole run: it starts
-        # as a constant), a select computing both when it is batched (a checkpointed segment, whose
-        # state comes in batched): at worst one wasted gradient step per warm-up update.
+        # A real branch: `index` is shared by every vmapped run (Trainer.update).
         agent_state, losses = jax.lax.cond(index >= warmup, gradient_step, no_gradient_step,
                                            (state.agent, buffer, sample_key))
         metrics = {**episode_metrics(episodes, task_index, envs.num_tasks(env_params)), **losses,
                    **{name: value.mean() for name, value in extras.items()},
                    **agent.schedule(config, iterations[-1] * num_envs)}
         return OffPolicyState(agent=agent_state, buffer=buffer, env_state=env_state, obs=obs,
-                              key=key, update_index=index + 1), metrics
+                              key=key), metrics
 
     def with_params(config, state: OffPolicyState, params) -> OffPolicyState:
         return state.replace(agent=agent.with_params(config, state.agent, params))

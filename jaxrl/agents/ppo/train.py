@@ -80,7 +80,8 @@ def make_train(config: PPOConfig, env, env_params, loss_fn=ppo_loss):
         return PPOState(params=params, opt_state=make_optimizer(config).init(params),
                         env_state=env_state, obs=obs, key=key)
 
-    def update(config: PPOConfig, state: PPOState) -> tuple[PPOState, dict]:
+    def update(config: PPOConfig, state: PPOState, index: jax.Array) -> tuple[PPOState, dict]:
+        del index  # every PPO update is alike
         optimizer = make_optimizer(config)
 
         def env_step(carry, _):
