@@ -44,18 +44,21 @@ def orthogonal(scale: float = 1.0) -> Callable:
 
 
 class MLP(nn.Module):
-    """Dense layers with `activation` between them; the last layer has its own init scale."""
+    """Dense layers with `activation` between them (with `layer_norm`, a LayerNorm before each
+    activation); the last layer has its own init scale."""
 
     hidden_sizes: Sequence[int]
     out_size: int
     activation: str = "tanh"
     out_scale: float = 1.0
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, x):
         act = getattr(nn, self.activation)
         for size in self.hidden_sizes:
-            x = act(nn.Dense(size, kernel_init=orthogonal(jnp.sqrt(2.0)))(x))
+            x = nn.Dense(size, kernel_init=orthogonal(jnp.sqrt(2.0)))(x)
+            x = act(nn.LayerNorm()(x) if self.layer_norm else x)
         return nn.Dense(self.out_size, kernel_init=orthogonal(self.out_scale))(x)
 
 

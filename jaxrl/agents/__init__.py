@@ -6,10 +6,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from jaxrl.agents import dqn, naf, natural_dqn, ppo
+from jaxrl.agents import dqn, naf, natural_dqn, ppo, pqn
 from jaxrl.agents.base import Algo, Trainer
 
-_BUILTIN = (ppo.ALGO, dqn.ALGO, natural_dqn.ALGO, naf.ALGO)
+_BUILTIN = (ppo.ALGO, dqn.ALGO, natural_dqn.ALGO, naf.ALGO, pqn.ALGO)
 ALGOS: dict[str, Algo] = {algo.name: algo for algo in _BUILTIN}
 
 

@@ -4,8 +4,8 @@ followed by a scan of `update`, and a run can also be cut into segments of updat
 checkpoints) that compute exactly what the whole scan computes.
 
 The scan can also run greedy evaluation episodes every `eval_every` updates (with the agent's
-deterministic `policy`) and report progress to the host; both are switched by the update index,
-which is not batched under vmap, so they cost nothing on the other updates."""
+deterministic `policy`), switched by the update index, which is not batched under vmap, so it
+costs nothing on the other updates."""
 from __future__ import annotations
 
 import dataclasses
@@ -69,12 +69,12 @@ class Trainer:
     eval_env_params: Any = None
     eval_max_steps: int = 1000
 
-    def segment(self, num_updates: int, *, eval_every: int = 0, eval_episodes: int = 10,
-                on_progress: Callable[[int], None] | None = None, progress_every: int = 0):
+    def segment(self, num_updates: int, *, eval_every: int = 0, eval_episodes: int = 10):
         """`(config, state, start) -> (state, metrics)` running updates start .. start+num_updates-1;
         metrics are stacked [num_updates]. With `eval_every`, greedy evaluation metrics
-        (`EVAL_METRICS`, NaN on the other updates) after every eval_every-th update; with
-        `on_progress`, a host callback with the number of updates done every progress_every."""
+        (`EVAL_METRICS`, NaN on the other updates) after every eval_every-th update. No host
+        callbacks: a program with one is never kept in the persistent compilation cache, so
+        progress is reported by the host between segments (`jaxrl.runner`)."""
         def body(config, state, update_index):
             state, metrics = self.update(config, state, update_index)
             # Per update, so a table shows when a run diverged, not only that it did.
@@ -89,9 +89,6 @@ class Trainer:
                                      self.policy(self.params(state)), key, eval_episodes,
                                      self.eval_max_steps),
                     lambda: nan)}
-            if on_progress is not None and progress_every:
-                jax.lax.cond(done % progress_every == 0,
-                             lambda: jax.debug.callback(on_progress, done), lambda: None)
             return state, metrics
 
         def run_segment(config, state, start=0):
@@ -155,3 +152,23 @@ def evaluate(env, env_params, act: Callable, key: jax.Array, num_episodes: int,
         jax.random.split(step_key, max_steps))
     return {"eval_return_mean": ret.mean(), "eval_return_std": ret.std(),
             "eval_length_mean": length.mean()}
+
+
+def minibatch_epochs(step: Callable, carry, batch, key: jax.Array, num_epochs: int,
+                     num_minibatches: int):
+    """`num_epochs` passes over `batch` (leaves [N, ...]), each in `num_minibatches` minibatches
+    of a fresh random permutation: `step(carry, minibatch) -> (carry, metrics)` scanned over
+    them. Returns (carry, metrics [num_epochs, num_minibatches]). PPO's and PQN's update loop."""
+    size = jax.tree.leaves(batch)[0].shape[0]
+
+    def epoch(inner, _):
+        carry, key = inner
+        key, perm_key = jax.random.split(key)
+        perm = jax.random.permutation(perm_key, size)
+        minibatches = jax.tree.map(lambda x: x[perm].reshape(
+            (num_minibatches, size // num_minibatches) + x.shape[1:]), batch)
+        carry, metrics = jax.lax.scan(step, carry, minibatches)
+        return (carry, key), metrics
+
+    (carry, _), metrics = jax.lax.scan(epoch, (carry, key), None, num_epochs)
+    return carry, metrics

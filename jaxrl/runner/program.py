@@ -2,7 +2,7 @@
 are None (the trainer's own) or, for a task family, the run's task table; initial params are
 None (the agent's random init) or the params to fine-tune, put into the fresh state by the
 agent's own `with_params`. Every run goes one way: `init` once, then `segment` programs of
-updates start..start+n-1 (a run without checkpoints is one segment), vmapped over the runs of a
+updates start..start+n-1 (all of the same length but perhaps the last), vmapped over the runs of a
 chunk and sharded over the devices, the update number unbatched (`Trainer.update`)."""
 from __future__ import annotations
 

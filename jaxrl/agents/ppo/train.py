@@ -13,7 +13,7 @@ import optax
 from flax import struct
 
 import envs
-from jaxrl.agents.base import Trainer, batched_env, check_task_spread
+from jaxrl.agents.base import Trainer, batched_env, check_task_spread, minibatch_epochs
 from jaxrl.agents.ppo.config import PPOConfig
 from jaxrl.agents.ppo.losses import compute_gae, ppo_loss
 from jaxrl.config import ConfigError, check_fields
@@ -59,7 +59,6 @@ def make_train(config: PPOConfig, env, env_params, loss_fn=ppo_loss):
     num_envs, num_steps = config.num_envs, config.num_steps
     batch_size = num_envs * num_steps
     num_updates = config.total_steps // batch_size
-    minibatch_size = batch_size // config.num_minibatches
     grad_steps_per_update = config.update_epochs * config.num_minibatches
     reset_envs, step_envs = batched_env(env, env_params, num_envs)
     task_index = envs.env_task_index(env_params, num_envs)  # None unless a task table
@@ -109,15 +108,6 @@ def make_train(config: PPOConfig, env, env_params, loss_fn=ppo_loss):
             return (optax.apply_updates(params, updates), opt_state), {
                 **metrics, "grad_norm": optax.global_norm(grads)}
 
-        def epoch(carry, _):
-            params, opt_state, batch, key = carry
-            key, perm_key = jax.random.split(key)
-            perm = jax.random.permutation(perm_key, batch_size)
-            minibatches = jax.tree.map(
-                lambda x: x[perm].reshape((config.num_minibatches, minibatch_size) + x.shape[1:]), batch)
-            (params, opt_state), metrics = jax.lax.scan(minibatch_step, (params, opt_state), minibatches)
-            return (params, opt_state, batch, key), metrics
-
         params, opt_state, env_state, obs, key = (state.params, state.opt_state, state.env_state,
                                                   state.obs, state.key)
         (params, env_state, obs, key), traj = jax.lax.scan(
@@ -130,8 +120,9 @@ def make_train(config: PPOConfig, env, env_params, loss_fn=ppo_loss):
                  "value": traj["value"], "advantage": advantages, "target": targets}
         batch = jax.tree.map(lambda x: x.reshape((batch_size,) + x.shape[2:]), batch)
         key, epoch_key = jax.random.split(key)
-        (params, opt_state, _, _), losses = jax.lax.scan(
-            epoch, (params, opt_state, batch, epoch_key), None, config.update_epochs)
+        (params, opt_state), losses = minibatch_epochs(
+            minibatch_step, (params, opt_state), batch, epoch_key, config.update_epochs,
+            config.num_minibatches)
         metrics = {**episode_metrics(traj, task_index, envs.num_tasks(env_params)),
                    **jax.tree.map(jnp.mean, losses),
                    "value_mean": traj["value"].mean(), "advantage_std": advantages.std()}
