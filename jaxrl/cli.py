@@ -176,15 +176,16 @@ def build_parser(algo: str | None) -> Parser:
                             description="With RUN: roll out the deterministic policy of one seed "
                             "of a finished train run and write a GIF (classic control: CartPole, "
                             "Pendulum, Acrobot, MountainCar drawn with matplotlib; MJX task "
-                            "families with MuJoCo's offscreen renderer, headless: MUJOCO_GL=egl, "
-                            "else osmesa). Without RUN: one task of an MJX task family with "
-                            "random or zero actions (--env).",
+                            "families and brax/NAME with MuJoCo's offscreen renderer, headless: "
+                            "MUJOCO_GL=egl, else osmesa). Without RUN: one task of an MJX task "
+                            "family, or a brax/NAME env, with random or zero actions (--env).",
                             epilog="examples: python -m jaxrl render runs/cartpole --seed 3 --out "
                             "cartpole.gif; python -m jaxrl render --env ReacherLinks-v0 --task 3 "
                             "--out reacher.gif")
     render.add_argument("run_dir", nargs="?", default=None, metavar="RUN",
                         help="a folder written by `train` (its trained params)")
-    render.add_argument("--env", default=None, help="without RUN: an MJX task family")
+    render.add_argument("--env", default=None, help="without RUN: an MJX task family or "
+                        "brax/NAME")
     render.add_argument("--task", type=int, default=None, help="task id (default: the first "
                         "the run trained on, or 0)")
     render.add_argument("--out", required=True, help="the GIF to write; must not exist yet")
@@ -550,15 +551,18 @@ def render_command(args: argparse.Namespace) -> str:
         return (f"{out['path']}: seed {seed}, {out['steps']} steps, "
                 + (f"episodes ended at steps {ends}" if ends else "no episode ended"))
     if args.env is None:
-        raise ConfigError("render: give RUN (a trained run) or --env (an MJX task family)")
+        raise ConfigError("render: give RUN (a trained run) or --env (an MJX task family or "
+                          "brax/NAME)")
     try:
         env, table = envs.make(args.env)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     if not hasattr(env, "mj_model"):
-        raise ConfigError(f"--env: {args.env} is not an MJX task family; render needs one of "
-                          "WalkerMorph-v0, WalkerSkills-v0, ReacherLinks-v0")
+        raise ConfigError(f"--env: {args.env} is not a MuJoCo env; render needs one of "
+                          "WalkerMorph-v0, WalkerSkills-v0, ReacherLinks-v0 or brax/NAME")
     task = args.task or 0
+    if not envs.is_table(table) and args.task is not None:
+        raise ConfigError(f"--task: {args.env} is not a task family")
     if not 0 <= task < envs.num_tasks(table):
         raise ConfigError(f"--task: got {task}; {args.env} has tasks 0..{envs.num_tasks(table) - 1}")
     import jax
@@ -569,7 +573,7 @@ def render_command(args: argparse.Namespace) -> str:
     if gl_backend() is None:
         raise ConfigError("render: no headless GL backend works here (tried MUJOCO_GL=egl and "
                           "osmesa); install Mesa's EGL or OSMesa")
-    params = envs.task(table, task)
+    params = envs.task(table, task) if envs.is_table(table) else table
     space = env.action_space(params)
     key = jax.random.PRNGKey(args.seed or 0)
     steps = args.steps or 100

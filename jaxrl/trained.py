@@ -193,8 +193,8 @@ class TrainedRun:
 
     def render(self, seed: int, path: str, steps: int = 200, key: jax.Array | int = 0,
                task: int | None = None, fps: int = 25, size: int = 320) -> dict:
-        """Write a GIF of seed `seed`'s policy: MJX task families with MuJoCo's renderer,
-        classic-control envs drawn with matplotlib. Returns the path, the steps and
+        """Write a GIF of seed `seed`'s policy: MJX task families and brax/NAME with MuJoCo's
+        renderer (`envs.render.render_qpos_gif`), classic-control envs drawn with matplotlib. Returns the path, the steps and
         where episodes ended (terminated or truncated) in the GIF."""
         from envs import classic_render
 
@@ -214,7 +214,7 @@ class TrainedRun:
                             path, fps=fps, width=size, height=size)
         else:
             raise ConfigError(f"render: {name} cannot be drawn yet; drawn are "
-                              f"{', '.join(classic_render.DRAWN)} and the MJX task families")
+                              f"{', '.join(classic_render.DRAWN)}, the MJX task families and brax/NAME")
         ends = np.flatnonzero(traj["terminated"] | traj["truncated"]) + 1
         return {"path": path, "steps": steps, "episode_ends": [int(t) for t in ends],
                 "return_to_first_end": float(traj["reward"][:ends[0] if ends.size else steps].sum())}
