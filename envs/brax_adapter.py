@@ -8,6 +8,7 @@ in `AutoReset` so it resets itself like a gymnax env. Like the MJX task families
 and `render RUN` draw it with MuJoCo's offscreen renderer."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -49,8 +50,13 @@ class BraxEnv:
         return (brax_state.obs, BraxState(brax_state, time), reward, terminated,
                 truncated, dict(brax_state.metrics))
 
+    @functools.cached_property
+    def _observation_shape(self) -> tuple[int, ...]:
+        # brax's `observation_size` runs a reset eagerly: hundreds of one-op compiles (~30 s here)
+        return jax.eval_shape(self.brax_env.reset, jax.random.PRNGKey(0)).obs.shape
+
     def observation_space(self, params):
-        return spaces.Box(-jnp.inf, jnp.inf, (self.brax_env.observation_size,), jnp.float32)
+        return spaces.Box(-jnp.inf, jnp.inf, self._observation_shape, jnp.float32)
 
     def action_space(self, params):
         return spaces.Box(-1.0, 1.0, (self.brax_env.action_size,), jnp.float32)
