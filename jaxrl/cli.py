@@ -163,13 +163,18 @@ def build_parser(algo: str | None) -> Parser:
                               description="Run every seed's deterministic policy of a finished "
                               "train run on fresh episodes (all seeds in one vmapped program) and "
                               "print the IQM of the per-seed mean returns with a 95%% bootstrap "
-                              "CI; writes RUN/eval.json (or --out).",
+                              "CI (a --single-task run: each task's networks on their own task, "
+                              "per task and the per-seed mean over tasks); writes RUN/eval.json "
+                              "(or --out).",
                               epilog="example: python -m jaxrl eval runs/cartpole --episodes 100")
     evaluate.add_argument("run_dir", metavar="RUN", help="a folder written by `train`")
     evaluate.add_argument("--episodes", type=int, default=100, help="episodes per seed "
                           "(default: %(default)s)")
     evaluate.add_argument("--key", type=int, default=0, help="PRNG seed of the episodes' starts "
                           "(default: %(default)s)")
+    evaluate.add_argument("--task", type=int, default=None, help="task family only: evaluate on "
+                          "this task alone (on a --single-task run: its own networks) (default: "
+                          "the tasks the run trained on)")
     evaluate.add_argument("--out", default=None, help="the JSON to write (default: RUN/eval.json)")
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     render = sub.add_parser("render", help="render a trained policy (or random actions) to a GIF",
@@ -187,7 +192,8 @@ def build_parser(algo: str | None) -> Parser:
     render.add_argument("--env", default=None, help="without RUN: an MJX task family or "
                         "brax/NAME")
     render.add_argument("--task", type=int, default=None, help="task id (default: the first "
-                        "the run trained on, or 0)")
+                        "the run trained on, or 0); on a --single-task run also that task's "
+                        "network")
     render.add_argument("--out", required=True, help="the GIF to write; must not exist yet")
     render.add_argument("--steps", type=int, default=None, help="env steps (default: 200 with "
                         "RUN, else 100)")
@@ -280,6 +286,9 @@ def init_params_from(args: argparse.Namespace, spec, config, env, env_params):
         source = load(args.init_from)
     except ConfigError as e:
         raise ConfigError(f"--init-from: {str(e).removeprefix('RUN: ')}") from None
+    if source.single_task:
+        raise ConfigError(f"--init-from: {args.init_from} trained each task on its own network "
+                          "(--single-task); fine-tune from a run of one network per seed")
     if (source.algo, source.record["env"]) != (args.algo, args.env):
         raise ConfigError(f"--init-from: {args.init_from} trained {source.algo} on "
                           f"{source.record['env']}; this run is {args.algo} on {args.env}")
@@ -451,7 +460,9 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
                   eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                   init_params=args.init_params, keep_params=True, **task_options(args))
     summary = results.summary()
-    save_params(claim.partial, jax.tree.map(lambda x: x[0], results.final_params))
+    # Leaves [configs, seeds, ...]; a single-task run's configs are its tasks: all are kept.
+    save_params(claim.partial, results.final_params if results.single_task
+                else jax.tree.map(lambda x: x[0], results.final_params))
     results.to_dataframe().to_csv(claim.path("metrics.csv.tmp"), index=False)
     os.replace(claim.path("metrics.csv.tmp"), claim.path("metrics.csv"))
     if args.tensorboard:
@@ -597,15 +608,26 @@ def eval_command(args: argparse.Namespace) -> dict:
     if os.path.lexists(out) and not args.overwrite:
         raise ConfigError(f"--out: {out} already exists; choose a new file or pass --overwrite")
     run = load(args.run_dir)
-    returns = run.evaluate(args.episodes, args.key)
+    returns = run.evaluate(args.episodes, args.key, args.task)
+    per_task = returns.ndim == 2  # a single-task run: [tasks, seeds]; overall each seed's mean
     result = {"run": os.path.abspath(args.run_dir), "episodes": args.episodes, "key": args.key,
-              "seeds": run.seeds, "return": iqm_summary(returns, 10_000)}
+              "task": args.task, "seeds": run.seeds,
+              "return": iqm_summary(returns.mean(0) if per_task else returns, 10_000)}
+    if per_task:
+        result["per_task"] = [{"task": t, "name": run.env.task_names[t],
+                               "return": iqm_summary(r, 10_000)}
+                              for t, r in zip(run.task_ids(), returns)]
     with open(out + ".tmp", "w") as f:
         json.dump(result, f, indent=2)
     os.replace(out + ".tmp", out)
     r = result["return"]
     print(f"greedy return IQM {r['iqm']:.1f} (95% CI {r['ci95'][0]:.1f} to {r['ci95'][1]:.1f}) over "
-          f"{len(run.seeds)} seeds, {args.episodes} episodes each; written to {out}")
+          f"{len(run.seeds)} seeds, {args.episodes} episodes each"
+          + ("" if args.task is None else f", task {args.task}") + f"; written to {out}")
+    for task in result.get("per_task", []):
+        r = task["return"]
+        print(f"  task {task['task']} ({task['name']}): IQM {r['iqm']:.1f} (95% CI "
+              f"{r['ci95'][0]:.1f} to {r['ci95'][1]:.1f})")
     return result
 
 
