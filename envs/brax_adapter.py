@@ -3,9 +3,12 @@
 brax envs take no params and have no time limit of their own (brax adds those in wrappers), so the
 adapter carries the time limit in a params pytree and the step counter in its state, reports
 `terminated` (brax's `done`, a physical end) apart from `truncated` (the time limit), and is wrapped
-in `AutoReset` so it resets itself like a gymnax env."""
+in `AutoReset` so it resets itself like a gymnax env. Like the MJX task families it exposes
+`qpos(state)`, `qvel(state)` and `mj_model(task)` (brax's own MuJoCo model), so `envs.render`
+and `render RUN` draw it with MuJoCo's offscreen renderer."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -47,8 +50,13 @@ class BraxEnv:
         return (brax_state.obs, BraxState(brax_state, time), reward, terminated,
                 truncated, dict(brax_state.metrics))
 
+    @functools.cached_property
+    def _observation_shape(self) -> tuple[int, ...]:
+        # brax's `observation_size` runs a reset eagerly: hundreds of one-op compiles (~30 s here)
+        return jax.eval_shape(self.brax_env.reset, jax.random.PRNGKey(0)).obs.shape
+
     def observation_space(self, params):
-        return spaces.Box(-jnp.inf, jnp.inf, (self.brax_env.observation_size,), jnp.float32)
+        return spaces.Box(-jnp.inf, jnp.inf, self._observation_shape, jnp.float32)
 
     def action_space(self, params):
         return spaces.Box(-1.0, 1.0, (self.brax_env.action_size,), jnp.float32)
@@ -56,6 +64,16 @@ class BraxEnv:
     @property
     def num_actions(self) -> int:
         return self.brax_env.action_size
+
+    def qpos(self, state: BraxState) -> jax.Array:
+        return state.brax_state.pipeline_state.q  # the MJX pipeline state is an mjx.Data
+
+    def qvel(self, state: BraxState) -> jax.Array:
+        return state.brax_state.pipeline_state.qd
+
+    def mj_model(self, task: Any = 0):
+        """The MuJoCo model brax built its system from (one env: `task` is ignored)."""
+        return self.brax_env.sys.mj_model
 
 
 def make_brax(name: str, backend: str = "mjx", episode_length: int = 1000, **kwargs: Any):

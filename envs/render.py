@@ -4,9 +4,10 @@
     render_qpos_gif(env.mj_model(0), qpos[0], "arm.gif", fps=25)
     render_gif(env, table, policy_fn, "arm.gif", key, task=2, steps=100)
 
-The env must expose `qpos(state)` and `mj_model(task)` (see `envs.reacher_links`). A task table is
-rolled out as one vmapped program over its tasks (the program training uses), so rendering a table
-row costs no extra compile when the table was rolled out before.
+The env must expose `qpos(state)` and `mj_model(task)`: the MJX task families do (see
+`envs.reacher_links`), and so do brax/NAME envs (`envs.brax_adapter`). A task table is rolled out
+as one vmapped program over its tasks (the program training uses), so rendering a table row costs
+no extra compile when the table was rolled out before.
 
 Headless GL: MuJoCo picks its GL backend from `MUJOCO_GL` when `mujoco` is imported. `gl_backend()`
 uses `MUJOCO_GL` if it is set, else tries `egl` then `osmesa`, each probed once in a subprocess
@@ -22,7 +23,7 @@ import importlib
 import os
 import subprocess
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -67,17 +68,26 @@ def _install(name: str) -> None:
         gl_context.GLContext = importlib.import_module(f"mujoco.{name}").GLContext
 
 
+# The cameras render_qpos_gif looks for, in order: ReacherLinks' "top", the walkers' and brax's
+# locomotion models' "track" (it follows the body). Models with neither (brax inverted_pendulum,
+# reacher, pusher) get MuJoCo's free camera, which frames the whole model.
+CAMERAS = ("top", "track")
+
+
 def render_qpos_gif(mj_model: Any, qpos: Any, path: str, fps: int = 25, width: int = 320,
-                    height: int = 320, camera: str | int = "top") -> str:
+                    height: int = 320, camera: str | int | Sequence[str] = CAMERAS) -> str:
     """Render one frame per row of `qpos` ([frames, nq]) of `mj_model` and write a looping GIF.
-    `camera` is a camera name or id (-1: the free camera; a missing name falls back to it)."""
+    `camera` is a camera id (-1: the free camera), a name, or names of which the model's first is
+    used (none of them: the free camera)."""
     import mujoco
     from PIL import Image
 
     if gl_backend() is None:
         raise RuntimeError("render_qpos_gif: no headless GL backend works (tried MUJOCO_GL=egl, osmesa)")
-    if isinstance(camera, str):
-        camera = mujoco.mj_name2id(mj_model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+    if not isinstance(camera, int):
+        ids = [mujoco.mj_name2id(mj_model, mujoco.mjtObj.mjOBJ_CAMERA, name)
+               for name in ([camera] if isinstance(camera, str) else camera)]
+        camera = next((i for i in ids if i >= 0), -1)
     data = mujoco.MjData(mj_model)
     renderer = mujoco.Renderer(mj_model, height, width)
     frames = []

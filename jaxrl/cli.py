@@ -167,30 +167,37 @@ def build_parser(algo: str | None) -> Parser:
                               description="Run every seed's deterministic policy of a finished "
                               "train run on fresh episodes (all seeds in one vmapped program) and "
                               "print the IQM of the per-seed mean returns with a 95%% bootstrap "
-                              "CI; writes RUN/eval.json (or --out).",
+                              "CI (a --single-task run: each task's networks on their own task, "
+                              "per task and the per-seed mean over tasks); writes RUN/eval.json "
+                              "(or --out).",
                               epilog="example: python -m jaxrl eval runs/cartpole --episodes 100")
     evaluate.add_argument("run_dir", metavar="RUN", help="a folder written by `train`")
     evaluate.add_argument("--episodes", type=int, default=100, help="episodes per seed "
                           "(default: %(default)s)")
     evaluate.add_argument("--key", type=int, default=0, help="PRNG seed of the episodes' starts "
                           "(default: %(default)s)")
+    evaluate.add_argument("--task", type=int, default=None, help="task family only: evaluate on "
+                          "this task alone (on a --single-task run: its own networks) (default: "
+                          "the tasks the run trained on)")
     evaluate.add_argument("--out", default=None, help="the JSON to write (default: RUN/eval.json)")
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     render = sub.add_parser("render", help="render a trained policy (or random actions) to a GIF",
                             description="With RUN: roll out the deterministic policy of one seed "
                             "of a finished train run and write a GIF (classic control: CartPole, "
                             "Pendulum, Acrobot, MountainCar drawn with matplotlib; MJX task "
-                            "families with MuJoCo's offscreen renderer, headless: MUJOCO_GL=egl, "
-                            "else osmesa). Without RUN: one task of an MJX task family with "
-                            "random or zero actions (--env).",
+                            "families and brax/NAME with MuJoCo's offscreen renderer, headless: "
+                            "MUJOCO_GL=egl, else osmesa). Without RUN: one task of an MJX task "
+                            "family, or a brax/NAME env, with random or zero actions (--env).",
                             epilog="examples: python -m jaxrl render runs/cartpole --seed 3 --out "
                             "cartpole.gif; python -m jaxrl render --env ReacherLinks-v0 --task 3 "
                             "--out reacher.gif")
     render.add_argument("run_dir", nargs="?", default=None, metavar="RUN",
                         help="a folder written by `train` (its trained params)")
-    render.add_argument("--env", default=None, help="without RUN: an MJX task family")
+    render.add_argument("--env", default=None, help="without RUN: an MJX task family or "
+                        "brax/NAME")
     render.add_argument("--task", type=int, default=None, help="task id (default: the first "
-                        "the run trained on, or 0)")
+                        "the run trained on, or 0); on a --single-task run also that task's "
+                        "network")
     render.add_argument("--out", required=True, help="the GIF to write; must not exist yet")
     render.add_argument("--steps", type=int, default=None, help="env steps (default: 200 with "
                         "RUN, else 100)")
@@ -287,6 +294,9 @@ def init_params_from(args: argparse.Namespace):
         source = load(args.init_from)
     except ConfigError as e:
         raise ConfigError(f"--init-from: {str(e).removeprefix('RUN: ')}") from None
+    if source.single_task:
+        raise ConfigError(f"--init-from: {args.init_from} trained each task on its own network "
+                          "(--single-task); fine-tune from a run of one network per seed")
     if (source.algo, source.record["env"]) != (args.algo, args.env):
         raise ConfigError(f"--init-from: {args.init_from} trained {source.algo} on "
                           f"{source.record['env']}; this run is {args.algo} on {args.env}")
@@ -439,7 +449,9 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
                       eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                       keep_params=True)
     summary = results.summary()
-    save_params(claim.partial, jax.tree.map(lambda x: x[0], results.final_params))
+    # Leaves [configs, seeds, ...]; a single-task run's configs are its tasks: all are kept.
+    save_params(claim.partial, results.final_params if results.single_task
+                else jax.tree.map(lambda x: x[0], results.final_params))
     results.to_dataframe().to_csv(claim.path("metrics.csv.tmp"), index=False)
     os.replace(claim.path("metrics.csv.tmp"), claim.path("metrics.csv"))
     for sink in sinks[1:]:
@@ -538,15 +550,18 @@ def render_command(args: argparse.Namespace) -> str:
         return (f"{out['path']}: seed {seed}, {out['steps']} steps, "
                 + (f"episodes ended at steps {ends}" if ends else "no episode ended"))
     if args.env is None:
-        raise ConfigError("render: give RUN (a trained run) or --env (an MJX task family)")
+        raise ConfigError("render: give RUN (a trained run) or --env (an MJX task family or "
+                          "brax/NAME)")
     try:
         env, table = envs.make(args.env)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     if not hasattr(env, "mj_model"):
-        raise ConfigError(f"--env: {args.env} is not an MJX task family; render needs one of "
-                          "WalkerMorph-v0, WalkerSkills-v0, ReacherLinks-v0")
+        raise ConfigError(f"--env: {args.env} is not a MuJoCo env; render needs one of "
+                          "WalkerMorph-v0, WalkerSkills-v0, ReacherLinks-v0 or brax/NAME")
     task = args.task or 0
+    if not envs.is_table(table) and args.task is not None:
+        raise ConfigError(f"--task: {args.env} is not a task family")
     if not 0 <= task < envs.num_tasks(table):
         raise ConfigError(f"--task: got {task}; {args.env} has tasks 0..{envs.num_tasks(table) - 1}")
     import jax
@@ -557,7 +572,7 @@ def render_command(args: argparse.Namespace) -> str:
     if gl_backend() is None:
         raise ConfigError("render: no headless GL backend works here (tried MUJOCO_GL=egl and "
                           "osmesa); install Mesa's EGL or OSMesa")
-    params = envs.task(table, task)
+    params = envs.task(table, task) if envs.is_table(table) else table
     space = env.action_space(params)
     key = jax.random.PRNGKey(args.seed or 0)
     steps = args.steps or 100
@@ -581,15 +596,26 @@ def eval_command(args: argparse.Namespace) -> dict:
     if os.path.lexists(out) and not args.overwrite:
         raise ConfigError(f"--out: {out} already exists; choose a new file or pass --overwrite")
     run = load(args.run_dir)
-    returns = run.evaluate(args.episodes, args.key)
+    returns = run.evaluate(args.episodes, args.key, args.task)
+    per_task = returns.ndim == 2  # a single-task run: [tasks, seeds]; overall each seed's mean
     result = {"run": os.path.abspath(args.run_dir), "episodes": args.episodes, "key": args.key,
-              "seeds": run.seeds, "return": iqm_summary(returns, 10_000)}
+              "task": args.task, "seeds": run.seeds,
+              "return": iqm_summary(returns.mean(0) if per_task else returns, 10_000)}
+    if per_task:
+        result["per_task"] = [{"task": t, "name": run.env.task_names[t],
+                               "return": iqm_summary(r, 10_000)}
+                              for t, r in zip(run.task_ids(), returns)]
     with open(out + ".tmp", "w") as f:
         json.dump(result, f, indent=2)
     os.replace(out + ".tmp", out)
     r = result["return"]
     print(f"greedy return IQM {r['iqm']:.1f} (95% CI {r['ci95'][0]:.1f} to {r['ci95'][1]:.1f}) over "
-          f"{len(run.seeds)} seeds, {args.episodes} episodes each; written to {out}")
+          f"{len(run.seeds)} seeds, {args.episodes} episodes each"
+          + ("" if args.task is None else f", task {args.task}") + f"; written to {out}")
+    for task in result.get("per_task", []):
+        r = task["return"]
+        print(f"  task {task['task']} ({task['name']}): IQM {r['iqm']:.1f} (95% CI "
+              f"{r['ci95'][0]:.1f} to {r['ci95'][1]:.1f})")
     return result
 
 

@@ -8,6 +8,10 @@ records everything needed to rebuild the policy. `load(RUN)` gives them back:
     q = run.value(seed=0)(obs)         # V(s) [E] for PPO, Q(s, .) [E, A] for the Q-learners
     returns = run.evaluate(episodes=100)   # [seeds] greedy returns on fresh episodes
 
+A `--single-task` run (a task family, each task trained on its own network) keeps every task's
+networks (params leaves [tasks, seeds, ...]): `task=T` picks task T's, and `evaluate()` gives
+[tasks, seeds], each task's networks on their own task.
+
 `python -m jaxrl eval RUN`, `render RUN` and `train --init-from RUN` are built on it."""
 from __future__ import annotations
 
@@ -28,7 +32,8 @@ DIGEST = "params.sha256"
 
 
 def save_params(run_dir: str, params: Any) -> None:
-    """Write `params` (leaves [seeds, ...]) to RUN/params, then their digest."""
+    """Write `params` (leaves [seeds, ...]; [tasks, seeds, ...] for a single-task run) to
+    RUN/params, then their digest."""
     import orbax.checkpoint as ocp
 
     from jaxrl.runner.storage import Checkpoints, digest
@@ -90,8 +95,9 @@ def config_from_record(spec, record: dict):
 
 @dataclasses.dataclass
 class TrainedRun:
-    """A finished run, loaded: its record (config.json), config, env, trainer and every seed's
-    trained params (leaves [seeds, ...])."""
+    """A finished run, loaded: its record (config.json), config, env and the params of the tasks
+    it trained on (a task family's table of them), trainer and every seed's trained params
+    (leaves [seeds, ...]; a single-task run's [tasks, seeds, ...], rows in `task_ids()` order)."""
 
     run_dir: str
     record: dict
@@ -101,6 +107,7 @@ class TrainedRun:
     trainer: Any
     params: Any
     seeds: list[int]
+    single_task: bool = False
 
     @property
     def algo(self) -> str:
@@ -118,55 +125,88 @@ class TrainedRun:
                               f"{self.seeds[-1]}")
         return self.seeds.index(seed)
 
-    def seed_params(self, seed: int) -> Any:
+    def task_ids(self) -> list[int] | None:
+        """The task ids the run trained on, in order; None for an env that is not a task family."""
+        if not envs.is_table(self.env_params):
+            return None
+        return [int(t) for t in np.asarray(self.env_params.task_id)]
+
+    def task_index(self, task: int | None) -> int | None:
+        """The index of `task` (default the run's first) in `task_ids()`; None for an env that is
+        not a task family. ConfigError (--task) for a task the run did not train on."""
+        ids = self.task_ids()
+        if ids is None:
+            if task is not None:
+                raise ConfigError(f"--task: {self.record['env']} is not a task family")
+            return None
+        task = ids[0] if task is None else task
+        if task not in ids:
+            raise ConfigError(f"--task: got {task}; this run trained on tasks {ids}")
+        return ids.index(task)
+
+    def task_params(self, task: int | None = None) -> Any:
+        """Every seed's params (leaves [seeds, ...]); on a single-task run those of task `task`'s
+        networks (default the run's first task's)."""
+        k = self.task_index(task)
+        return jax.tree.map(lambda x: x[k], self.params) if self.single_task else self.params
+
+    def seed_params(self, seed: int, task: int | None = None) -> Any:
         i = self.seed_index(seed)
-        return jax.tree.map(lambda x: x[i], self.params)
+        return jax.tree.map(lambda x: x[i], self.task_params(task))
 
-    def policy(self, seed: int):
-        """The deterministic policy of seed `seed`: act(obs [E, ...]) -> actions [E, ...]."""
-        return self.trainer.policy(self.seed_params(seed))
+    def policy(self, seed: int, task: int | None = None):
+        """The deterministic policy of seed `seed`: act(obs [E, ...]) -> actions [E, ...]. On a
+        single-task run, that of task `task`'s network (default the run's first task's)."""
+        return self.trainer.policy(self.seed_params(seed, task))
 
-    def value(self, seed: int):
-        """The learned value function of seed `seed` (see Trainer.value)."""
+    def value(self, seed: int, task: int | None = None):
+        """The learned value function of seed `seed` (see Trainer.value; `task` as in policy)."""
         if self.trainer.value is None:
             raise ConfigError(f"{self.algo} has no value function")
-        return self.trainer.value(self.seed_params(seed))
+        return self.trainer.value(self.seed_params(seed, task))
 
-    def evaluate(self, episodes: int = 100, key: jax.Array | int = 0) -> np.ndarray:
+    def evaluate(self, episodes: int = 100, key: jax.Array | int = 0,
+                 task: int | None = None) -> np.ndarray:
         """[seeds] mean return of each seed's deterministic policy over `episodes` fresh episodes
-        (the first episode of each of `episodes` envs, spread over the run's tasks), all seeds in
-        one vmapped program; `key` (or an int seed for it) picks the episodes' starts."""
+        (the first episode of each of `episodes` envs, spread over the run's tasks; with `task`,
+        all on that task), all seeds in one vmapped program; `key` (or an int seed for it) picks
+        the episodes' starts. A single-task run gives [tasks, seeds] (rows in `task_ids()`
+        order): each task's networks on their own task, as the run trained and evaluated them;
+        with `task`, [seeds] of that task's networks."""
         from jaxrl.agents.base import evaluate
 
         key = jax.random.PRNGKey(key) if isinstance(key, int) else key
         trainer = self.trainer
 
-        def one(params):
-            return evaluate(trainer.eval_env, trainer.eval_env_params, trainer.policy(params), key,
-                            episodes, trainer.eval_max_steps)["eval_return_mean"]
+        def over_seeds(env_params):
+            return jax.vmap(lambda params, key: evaluate(
+                trainer.eval_env, env_params, trainer.policy(params), key, episodes,
+                trainer.eval_max_steps)["eval_return_mean"], (0, None))
 
-        return np.asarray(jax.jit(jax.vmap(one))(self.params))
+        if self.single_task and task is None:  # row k: networks k on the one-task table of task k
+            tables = jax.tree.map(lambda x: x[:, None], self.env_params)
+            return np.asarray(jax.jit(jax.vmap(lambda params, table, key: over_seeds(table)(
+                params, key), (0, 0, None)))(self.params, tables, key))
+        k = self.task_index(task)
+        env_params = self.env_params if task is None else envs.select_tasks(self.env_params, [k])
+        return np.asarray(jax.jit(over_seeds(env_params))(self.task_params(task), key))
 
 
     def rollout(self, seed: int, steps: int, key: jax.Array | int = 0, task: int | None = None):
         """One env driven by seed `seed`'s deterministic policy for `steps` steps (auto-reset
         envs start a new episode after an end): a dict of [steps + 1] `state` (the reset state
         first) and [steps] `reward`, `terminated`, `truncated`. On a task family, `task` (a task
-        id the run trained on; default its first) picks the task."""
+        id the run trained on; default its first) picks the task (and on a single-task run its
+        network)."""
         key = jax.random.PRNGKey(key) if isinstance(key, int) else key
-        env, params = self.trainer.eval_env, self.trainer.eval_env_params
-        if envs.is_table(params):
-            ids = [int(t) for t in np.asarray(params.task_id)]
-            task = ids[0] if task is None else task
-            if task not in ids:
-                raise ConfigError(f"--task: got {task}; this run trained on tasks {ids}")
-            params = envs.task(params, ids.index(task))
-        elif task is not None:
-            raise ConfigError(f"--task: {self.record['env']} is not a task family")
-        act = self.policy(seed)
+        k = self.task_index(task)
+        env, params = self.trainer.eval_env, self.env_params
+        params = params if k is None else envs.task(params, k)
+        network, policy = self.seed_params(seed, task), self.trainer.policy
 
         @jax.jit
-        def run(key):
+        def run(key, network):  # the network an argument: every seed's rollout is one program
+            act = policy(network)
             key, reset_key = jax.random.split(key)
             obs, state = env.reset(reset_key, params)
 
@@ -184,12 +224,12 @@ class TrainedRun:
             return {"state": states, "reward": reward, "terminated": terminated,
                     "truncated": truncated}
 
-        return jax.tree.map(np.asarray, run(key)), env, params
+        return jax.tree.map(np.asarray, run(key, network)), env, params
 
     def render(self, seed: int, path: str, steps: int = 200, key: jax.Array | int = 0,
                task: int | None = None, fps: int = 25, size: int = 320) -> dict:
-        """Write a GIF of seed `seed`'s policy: MJX task families with MuJoCo's renderer,
-        classic-control envs drawn with matplotlib. Returns the path, the steps and
+        """Write a GIF of seed `seed`'s policy: MJX task families and brax/NAME with MuJoCo's
+        renderer (`envs.render.render_qpos_gif`), classic-control envs drawn with matplotlib. Returns the path, the steps and
         where episodes ended (terminated or truncated) in the GIF."""
         from envs import classic_render
 
@@ -209,7 +249,7 @@ class TrainedRun:
                             path, fps=fps, width=size, height=size)
         else:
             raise ConfigError(f"render: {name} cannot be drawn yet; drawn are "
-                              f"{', '.join(classic_render.DRAWN)} and the MJX task families")
+                              f"{', '.join(classic_render.DRAWN)}, the MJX task families and brax/NAME")
         ends = np.flatnonzero(traj["terminated"] | traj["truncated"]) + 1
         return {"path": path, "steps": steps, "episode_ends": [int(t) for t in ends],
                 "return_to_first_end": float(traj["reward"][:ends[0] if ends.size else steps].sum())}
@@ -233,14 +273,20 @@ def load(run_dir: str) -> TrainedRun:
                                                   else {}))
     rows = task_plan(record["env"], env_params, parse_tasks(record.get("tasks", "all")),
                      record.get("single_task", False))
-    if rows is not None and len(rows) > 1:
-        raise ConfigError(f"RUN: {run_dir} trained each task on its own network (--single-task); "
-                          "loading such a run is not supported yet")
+    single = bool(record.get("single_task")) and rows is not None
     if rows is not None:
-        env_params = envs.select_tasks(env_params, rows[0])
-    trainer = spec.make_trainer(config, env, env_params)
+        env_params = envs.select_tasks(env_params, [t for row in rows for t in row])
+    # A single-task run's networks each trained on a one-task table: all have the first's shapes.
+    trainer = spec.make_trainer(config, env, envs.select_tasks(env_params, [0]) if single
+                                else env_params)
     seeds = list(range(record["seed_offset"], record["seed_offset"] + record["seeds"]))
     like = params_like(trainer, config)
+    params = load_params(run_dir, like)
+    lead = (len(rows), len(seeds)) if single else (len(seeds),)
+    if [x.shape for x in jax.tree.leaves(params)] != [lead + x.shape for x in jax.tree.leaves(like)]:
+        raise ConfigError(f"RUN: the params in {run_dir} do not fit its config.json (a "
+                          "--single-task run saved before every task's networks were kept: "
+                          "train it again)")
     return TrainedRun(run_dir=run_dir, record=record, config=config, env=env,
-                      env_params=env_params, trainer=trainer, params=load_params(run_dir, like),
-                      seeds=seeds)
+                      env_params=env_params, trainer=trainer, params=params, seeds=seeds,
+                      single_task=single)

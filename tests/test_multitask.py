@@ -118,7 +118,8 @@ def test_ppo_learns_every_cartpole_morph_task_at_once(multi_task_run):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--env", "CartPole-v1"], "--env: CartPole-v1 is not an MJX task family"),
+    (["--env", "CartPole-v1"], "--env: CartPole-v1 is not a MuJoCo env"),
+    (["--env", "brax/inverted_pendulum", "--task", "1"], "--task: brax/inverted_pendulum is not a task family"),
     (["--env", "ReacherLinks-v0", "--task", "4"], "--task: got 4; ReacherLinks-v0 has tasks 0..3"),
     (["--env", "ReacherLinks-v0", "--steps", "0"], "--steps: got 0, must be >= 1"),
     (["--env", "Nope-v0"], "--env: unknown environment 'Nope-v0'"),

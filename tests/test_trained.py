@@ -75,8 +75,59 @@ def test_init_from_fine_tunes_from_the_trained_params(trained, tmp_path):
     assert record["init_from"] == str(trained)
 
 
+SINGLE_UPDATES = 2  # x 64 env steps
+
+
+@pytest.fixture(scope="module")
+def single_task(tmp_path_factory):
+    """A tiny --single-task run of CartPoleMorph-v0 on tasks 1 and 3, evaluated after its last
+    update."""
+    out = tmp_path_factory.mktemp("single") / "morph"
+    assert main(["train", "--env", "CartPoleMorph-v0", "--tasks", "1,3", "--single-task",
+                 "--seeds", "2", "--total-steps", str(64 * SINGLE_UPDATES), "--num-envs", "4",
+                 "--num-steps", "16", "--update-epochs", "1", "--num-minibatches", "1",
+                 "--hidden-sizes", "16", "--eval-every", str(SINGLE_UPDATES),
+                 "--eval-episodes", "4", "--out", str(out)]) == 0
+    return out
+
+
+def test_single_task_run_keeps_and_evaluates_every_tasks_networks(single_task, capsys):
+    run = jaxrl.load(str(single_task))
+    assert run.single_task and run.task_ids() == [1, 3]
+    assert {x.shape[:2] for x in jax.tree.leaves(run.params)} == {(2, 2)}  # [tasks, seeds, ...]
+    # Each task's networks on their own task, the episodes of the in-program evaluation: its numbers.
+    key = jax.random.fold_in(jax.random.PRNGKey(0), SINGLE_UPDATES)
+    returns = run.evaluate(episodes=4, key=key)
+    np.testing.assert_allclose(returns, run.results.metrics["eval_return_mean"][:, :, -1], rtol=1e-5)
+    np.testing.assert_allclose(run.evaluate(episodes=4, key=key, task=3), returns[1], rtol=1e-5)
+    obs = np.zeros((1,) + run.env.observation_space(run.env_params).shape, np.float32)
+    assert not np.allclose(run.value(0, task=1)(obs), run.value(0, task=3)(obs))  # own networks
+    assert main(["eval", str(single_task), "--episodes", "4", "--key", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "  task 1 (" in out and "  task 3 (" in out, out
+    result = json.loads((single_task / "eval.json").read_text())
+    per_task = [t["return"]["per_seed"] for t in result["per_task"]]
+    assert [t["task"] for t in result["per_task"]] == [1, 3]
+    np.testing.assert_allclose(per_task, run.evaluate(4, 1), rtol=1e-6)
+    np.testing.assert_allclose(result["return"]["per_seed"], np.mean(per_task, 0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["eval", "{run}", "--task", "0", "--out", "{tmp}/x.json"], "--task: got 0; this run trained on tasks [1, 3]"),
+    (["render", "{run}", "--task", "2", "--out", "{tmp}/x.gif"], "--task: got 2; this run trained on tasks [1, 3]"),
+    (["train", "--init-from", "{run}", "--env", "CartPoleMorph-v0", "--out", "{tmp}/o"],
+     "trained each task on its own network (--single-task)"),
+])
+def test_single_task_bad_input_is_one_line_exit_2(single_task, tmp_path, capsys, argv, message):
+    assert main([a.format(tmp=tmp_path, run=single_task) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not any(p.name.startswith(("x.", "o")) for p in tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("argv, message", [
     (["eval", "{tmp}"], "is not a finished run of `jaxrl train` (no config.json)"),
+    (["eval", "{run}", "--task", "1", "--out", "{tmp}/x.json"], "--task: CartPole-v1 is not a task family"),
     (["eval", "{tmp}/nope"], "is not a folder"),
     (["eval", "{run}", "--episodes", "0"], "--episodes: got 0, must be >= 1"),
     (["render", "{run}", "--seed", "9", "--out", "{tmp}/x.gif"], "--seed: got 9; this run has seeds 0..3"),
