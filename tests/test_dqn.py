@@ -243,6 +243,16 @@ def test_checkpointed_segments_equal_the_whole_run_and_greedy_evaluation(tmp_pat
     np.testing.assert_array_equal(evaluated.metrics["td_loss"], whole.metrics["td_loss"])
 
 
+def test_log_every_auto_gives_about_a_thousand_rows():
+    from jaxrl.agents import offpolicy
+
+    default = DQNConfig()  # 500k steps, 16 envs: 31,250 gradient steps
+    assert offpolicy.log_every(default) == 31 and offpolicy.num_updates(default) == 1008
+    assert offpolicy.num_gradient_steps(default) == 31_248  # 2 left out, stated in the docs
+    assert offpolicy.log_every(DQNConfig(**TINY_DQN)) == 1  # short runs keep every step
+    assert offpolicy.log_every(default.replace(log_every=7)) == 7
+
+
 def test_log_every_reduces_gradient_steps_to_one_row_in_the_program(tiny_dqn):
     """--log-every 5: the same training (same final params), 5 gradient steps per row, each row
     what the 5 per-step rows reduce to (episode counts summed, their statistics pooled over all
@@ -298,7 +308,7 @@ TINY_ARGS = ["--algo", "dqn", "--num-envs", "4", "--train-frequency", "2", "--le
     (["--train-frequency", "0"], "--train-frequency: got 0, must be >= 1"),
     (["--tau", "0"], "--tau: got 0.0, must be > 0.0 and <= 1.0"),
     (["--end-e", "1.5"], "--end-e: got 1.5, must be >= 0.0 and <= 1.0"),
-    (["--total-steps", "7"], "--total-steps: 7 is less than one update"),
+    (["--total-steps", "7"], "--total-steps: 7 is less than one metrics row"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, args, message):
     out = tmp_path / "run"

@@ -259,11 +259,11 @@ def test_divergence_is_flagged_from_the_update_it_happened():
 
     from jaxrl.agents.base import Trainer
 
-    def update(config, state):
-        params = jnp.where(state["count"] >= 3, jnp.nan, state["params"])
-        return {**state, "params": params, "count": state["count"] + 1}, {"loss": params.sum()}
+    def update(config, state, index):
+        params = jnp.where(index >= 3, jnp.nan, state["params"])
+        return {**state, "params": params}, {"loss": params.sum()}
 
-    trainer = Trainer(init=lambda c, k: {"params": jnp.ones(2), "count": 0}, update=update,
+    trainer = Trainer(init=lambda c, k: {"params": jnp.ones(2)}, update=update,
                       num_updates=6, params=lambda state: state["params"], with_params=None,
                       policy=None)
     _, metrics = trainer(None, None)

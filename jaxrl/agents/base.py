@@ -109,6 +109,38 @@ def nonfinite(tree) -> jax.Array:
     return ~jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in leaves] or [True]))
 
 
+def rollout_steps(config) -> int:
+    """Env steps per update of the rollout agents (PPO, PQN): num_envs x num_steps."""
+    return config.num_envs * config.num_steps
+
+
+def validate_rollout(config, env_params) -> None:
+    """The checks every rollout agent's config needs (ConfigError naming the option): field
+    ranges, minibatches that divide the rollout, at least one update, envs spread over tasks."""
+    from jaxrl.config import check_fields
+
+    check_fields(config)
+    batch = rollout_steps(config)
+    if batch % config.num_minibatches:
+        raise ConfigError(f"--num-minibatches: {config.num_minibatches} does not divide the batch "
+                          f"num_envs x num_steps = {batch}")
+    if config.total_steps < batch:
+        raise ConfigError(f"--total-steps: {config.total_steps} is less than one update "
+                          f"(num_envs x num_steps = {batch})")
+    check_task_spread(config.num_envs, env_params)
+
+
+def rollout_learning_rate(config):
+    """A rollout agent's learning rate: `config.lr`, or with `anneal_lr` a schedule over the
+    optimizer's step count falling linearly to 0, one step down per update (update_epochs x
+    num_minibatches gradient steps)."""
+    if not config.anneal_lr:
+        return config.lr
+    per_update = config.update_epochs * config.num_minibatches
+    num_updates = config.total_steps // rollout_steps(config)
+    return lambda count: config.lr * (1.0 - (count // per_update) / num_updates)
+
+
 def check_task_spread(num_envs: int, env_params) -> None:
     """Raise ConfigError unless `num_envs` spreads evenly over the tasks of a task table."""
     tasks = envs.num_tasks(env_params)

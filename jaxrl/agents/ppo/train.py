@@ -13,30 +13,22 @@ import optax
 from flax import struct
 
 import envs
-from jaxrl.agents.base import Trainer, batched_env, check_task_spread, minibatch_epochs
+from jaxrl.agents.base import (Trainer, batched_env, minibatch_epochs, rollout_learning_rate,
+                              rollout_steps, validate_rollout)
 from jaxrl.agents.ppo.config import PPOConfig
 from jaxrl.agents.ppo.losses import compute_gae, ppo_loss
-from jaxrl.config import ConfigError, check_fields
+from jaxrl.config import ConfigError
 from jaxrl.metrics import episode_metrics
 from jaxrl.nets import ActorCritic
 
 
 
-def steps_per_update(config: PPOConfig) -> int:
-    return config.num_envs * config.num_steps
+steps_per_update = rollout_steps
 
 
 def validate(config: PPOConfig, env, env_params) -> None:
     """Raise ConfigError, naming the option, for any config this env cannot train with."""
-    check_fields(config)
-    batch = steps_per_update(config)
-    if batch % config.num_minibatches:
-        raise ConfigError(f"--num-minibatches: {config.num_minibatches} does not divide the batch "
-                          f"num_envs x num_steps = {batch}")
-    if config.total_steps < batch:
-        raise ConfigError(f"--total-steps: {config.total_steps} is less than one update "
-                          f"(num_envs x num_steps = {batch})")
-    check_task_spread(config.num_envs, env_params)
+    validate_rollout(config, env_params)
     space = env.action_space(env_params)
     if not envs.is_discrete(env, env_params) and len(space.shape) != 1:
         raise ConfigError(f"--algo ppo: action space {space} is neither Discrete nor a 1-D Box")
@@ -59,18 +51,12 @@ def make_train(config: PPOConfig, env, env_params, loss_fn=ppo_loss):
     num_envs, num_steps = config.num_envs, config.num_steps
     batch_size = num_envs * num_steps
     num_updates = config.total_steps // batch_size
-    grad_steps_per_update = config.update_epochs * config.num_minibatches
     reset_envs, step_envs = batched_env(env, env_params, num_envs)
     task_index = envs.env_task_index(env_params, num_envs)  # None unless a task table
 
     def make_optimizer(config: PPOConfig):
-        if config.anneal_lr:
-            def learning_rate(count):
-                return config.lr * (1.0 - (count // grad_steps_per_update) / num_updates)
-        else:
-            learning_rate = config.lr
         return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                           optax.adam(learning_rate, eps=1e-5))
+                           optax.adam(rollout_learning_rate(config), eps=1e-5))
 
     def init(config: PPOConfig, key: jax.Array) -> PPOState:
         key, init_key, reset_key = jax.random.split(key, 3)

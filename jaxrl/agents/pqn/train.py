@@ -22,29 +22,21 @@ import optax
 from flax import struct
 
 import envs
-from jaxrl.agents.base import Trainer, batched_env, check_task_spread, minibatch_epochs
+from jaxrl.agents.base import (Trainer, batched_env, minibatch_epochs, rollout_learning_rate,
+                              rollout_steps, validate_rollout)
 from jaxrl.agents.dqn.train import QNetwork
 from jaxrl.agents.pqn.config import PQNConfig
 from jaxrl.agents.ppo.losses import compute_gae
-from jaxrl.config import ConfigError, check_fields
+from jaxrl.config import ConfigError
 from jaxrl.metrics import episode_metrics
 
 
-def steps_per_update(config: PQNConfig) -> int:
-    return config.num_envs * config.num_steps
+steps_per_update = rollout_steps
 
 
 def validate(config: PQNConfig, env, env_params) -> None:
     """Raise ConfigError, naming the option, for any config this env cannot train with."""
-    check_fields(config)
-    batch = steps_per_update(config)
-    if batch % config.num_minibatches:
-        raise ConfigError(f"--num-minibatches: {config.num_minibatches} does not divide the batch "
-                          f"num_envs x num_steps = {batch}")
-    if config.total_steps < batch:
-        raise ConfigError(f"--total-steps: {config.total_steps} is less than one update "
-                          f"(num_envs x num_steps = {batch})")
-    check_task_spread(config.num_envs, env_params)
+    validate_rollout(config, env_params)
     if not envs.is_discrete(env, env_params):
         raise ConfigError(f"--algo pqn: needs a Discrete action space, got "
                           f"{env.action_space(env_params)}; naf or ppo train continuous actions")
@@ -84,16 +76,11 @@ def make_train(config: PQNConfig, env, env_params, make_optimizer=radam) -> Trai
     num_envs, num_steps = config.num_envs, config.num_steps
     batch_size = num_envs * num_steps
     num_updates = config.total_steps // batch_size
-    grad_steps_per_update = config.update_epochs * config.num_minibatches
     reset_envs, step_envs = batched_env(env, env_params, num_envs)
     task_index = envs.env_task_index(env_params, num_envs)  # None unless a task table
 
     def optimizer(config: PQNConfig):
-        learning_rate = config.lr
-        if config.anneal_lr:
-            def learning_rate(count):
-                return config.lr * (1.0 - (count // grad_steps_per_update) / num_updates)
-        return make_optimizer(config, learning_rate)
+        return make_optimizer(config, rollout_learning_rate(config))
 
     def epsilon_at(config: PQNConfig, env_steps):
         progress = jnp.clip(env_steps / (config.exploration_fraction * config.total_steps), 0, 1)
