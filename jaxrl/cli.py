@@ -103,7 +103,8 @@ def add_common_options(parser: argparse.ArgumentParser, algos) -> None:
     parser.add_argument("--eval-episodes", type=int, default=10, help="evaluation episodes each "
                         "time (default: %(default)s)")
     parser.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs "
-                        "to OUT/tensorboard (per config: metric means and return IQMs over seeds)")
+                        "to OUT/tensorboard (per config: metric means and return IQMs over seeds; "
+                        "train: as each segment finishes, sweep: at the end)")
 
 
 def build_parser(algo: str | None) -> Parser:
@@ -129,6 +130,9 @@ def build_parser(algo: str | None) -> Parser:
     train.add_argument("--init-from", default=None, metavar="RUN", help="fine-tune: seed i "
                        "starts from seed i's trained params of the finished run RUN (same algo, "
                        "env and network; targets and optimizer state rebuilt from them)")
+    train.add_argument("--wandb", action="store_true", help="also log to Weights & Biases as "
+                       "each segment finishes (the wandb extra; offline into OUT/wandb unless "
+                       "WANDB_MODE=online; project $WANDB_PROJECT, default jaxrl)")
     train.add_argument("--dry-run", action="store_true", help="compile, print the chunk plan "
                        "(chunk size and count, memory per chunk from the compiled program, "
                        "compiles) as JSON, and run nothing")
@@ -246,6 +250,11 @@ def parse_run(argv: list[str]) -> tuple[argparse.Namespace, list]:
 
     seeds = range(getattr(args, "seed_offset", 0), getattr(args, "seed_offset", 0) + args.seeds)
     init_params = init_params_from(args) if getattr(args, "init_from", None) else None
+    if getattr(args, "wandb", False):
+        import importlib.util
+
+        if importlib.util.find_spec("wandb") is None:
+            raise ConfigError("--wandb: wandb is not installed; pip install -e '.[wandb]'")
     if args.hide_task_id and args.env not in envs.FAMILIES:
         raise ConfigError(f"--hide-task-id: {args.env} is not a task family; families: "
                           f"{', '.join(envs.FAMILIES)}")
@@ -394,27 +403,11 @@ def run_record(args: argparse.Namespace, config: Any) -> dict:
     return json.loads(json.dumps(record))  # tuples as lists, as read back from the file
 
 
-class LiveTable:
-    """metrics.csv while a run trains: each finished segment's rows appended (a session starts
-    the file anew; a resumed run's earlier segments are replayed first), so a long run can be
-    watched. The finished run's metrics.csv replaces it, sorted and with the config's floats."""
-
-    def __init__(self, path: str):
-        self.path, self.header = path, True
-        if os.path.exists(path):
-            os.remove(path)
-
-    def __call__(self, rows: dict) -> None:
-        import pandas as pd
-
-        pd.DataFrame(rows).to_csv(self.path, mode="a", header=self.header, index=False)
-        self.header = False
-
-
 def train_command(args: argparse.Namespace, configs: list) -> dict:
     import jax
 
     from jaxrl import enable_compilation_cache
+    from jaxrl.live import LiveTable, LiveTensorBoard, LiveWandb
     from jaxrl.runner import execute
     from jaxrl.trained import save_params
 
@@ -431,8 +424,15 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
     print(f"training {args.algo} on {args.env}: {args.seeds} seeds x {config.total_steps} steps",
           flush=True)
     checkpoints = claim.path("checkpoints")
-    live = LiveTable(claim.path("metrics.csv"))
-    results = execute(args.plan, max_batch=args.max_batch, on_segment=live,
+    sinks = [LiveTable(claim.path("metrics.csv"))]
+    if args.tensorboard:  # a resumed run replays its earlier segments into fresh event files
+        shutil.rmtree(claim.path("tensorboard"), ignore_errors=True)
+        sinks.append(LiveTensorBoard(claim.path("tensorboard")))
+    if args.wandb:
+        sinks.append(LiveWandb(claim.path("wandb"), os.path.basename(args.out),
+                               run_record(args, config)))
+    results = execute(args.plan, max_batch=args.max_batch,
+                      on_segment=lambda rows: [sink(rows) for sink in sinks],
                       progress=lambda line: print(line, flush=True),
                       checkpoint_every=args.checkpoint_every,
                       checkpoint_dir=checkpoints if args.checkpoint_every else None,
@@ -442,8 +442,8 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
     save_params(claim.partial, jax.tree.map(lambda x: x[0], results.final_params))
     results.to_dataframe().to_csv(claim.path("metrics.csv.tmp"), index=False)
     os.replace(claim.path("metrics.csv.tmp"), claim.path("metrics.csv"))
-    if args.tensorboard:
-        results.to_tensorboard(claim.path("tensorboard"))
+    for sink in sinks[1:]:
+        sink.close()
     with open(claim.path("summary.json"), "w") as f:  # last: it marks a finished run
         json.dump(summary, f, indent=2)
     shutil.rmtree(checkpoints, ignore_errors=True)

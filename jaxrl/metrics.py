@@ -36,3 +36,38 @@ def episode_metrics(info, task_index=None, num_tasks: int = 1) -> dict:
             metrics.update({name: stats[name] for name in (f"task{k}_return_mean",
                                                            f"task{k}_return_count")})
     return metrics
+
+
+def reduce_rows(rows: dict) -> dict:
+    """One metrics row from K rows ([K] each, e.g. an off-policy agent's K gradient steps), as if
+    the K were one: for episode statistics `X_mean/_std/_min/_max/_count`, the count summed and
+    the others pooled over all K rows' episodes (count-weighted; NaN when none finished); every
+    other metric (losses, epsilon, flags) its mean over the rows where it is finite (NaN when
+    none is: a row of warm-up steps has no loss)."""
+    counted = {name[:-len("_count")] for name in rows if name.endswith("_count")}
+    out = {}
+    for prefix in counted:
+        count = rows[f"{prefix}_count"]
+        total = count.sum()
+        weight = count / jnp.maximum(total, 1)
+        some = total > 0
+        nan = jnp.float32(jnp.nan)
+        out[f"{prefix}_count"] = total
+        if f"{prefix}_mean" in rows:
+            means = jnp.where(count > 0, rows[f"{prefix}_mean"], 0.0)
+            mean = (weight * means).sum()
+            out[f"{prefix}_mean"] = jnp.where(some, mean, nan)
+            if f"{prefix}_std" in rows:
+                stds = jnp.where(count > 0, rows[f"{prefix}_std"], 0.0)
+                var = (weight * (stds ** 2 + (means - mean) ** 2)).sum()
+                out[f"{prefix}_std"] = jnp.where(some, jnp.sqrt(var), nan)
+        for name, pick in ((f"{prefix}_min", jnp.nanmin), (f"{prefix}_max", jnp.nanmax)):
+            if name in rows:
+                out[name] = jnp.where(some, pick(jnp.where(count > 0, rows[name], jnp.nan)), nan)
+    for name, value in rows.items():
+        if name not in out:
+            finite = jnp.isfinite(value)
+            n = finite.sum()
+            mean = jnp.where(finite, value, 0).sum() / jnp.maximum(n, 1)
+            out[name] = jnp.where(n > 0, mean, jnp.nan).astype(jnp.result_type(value, jnp.float32))
+    return out

@@ -38,7 +38,8 @@ CASES = {
     # rejax's DQN defaults: 1 env, buffer 131072, batch 256, one update per env step, Polyak
     # 0.99 every step, learning after 2048 steps, 64x64 (rejax: swish; ours: relu).
     "dqn": (dict(num_envs=1, buffer_size=131_072, batch_size=256, learning_starts=2048,
-                 train_frequency=1, target_network_frequency=1, tau=0.01, hidden_sizes=(64, 64)),
+                 train_frequency=1, target_network_frequency=1, tau=0.01, hidden_sizes=(64, 64),
+                 log_every=1),  # updates_per_second counts gradient steps
             [], 320_000),
 }
 

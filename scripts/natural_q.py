@@ -164,7 +164,8 @@ def config_for(method, env, target, settings, **extra):
 
     over = {k: tuple(v) if isinstance(v, list) else v
             for k, v in {**settings["overrides"], **settings["env_overrides"].get(env, {})}.items()}
-    fields = {"total_steps": settings["envs"][env]["steps"], **over,
+    # log_every=1: the study's rows, curves and timings are per gradient step
+    fields = {"total_steps": settings["envs"][env]["steps"], "log_every": 1, **over,
               "target_network_frequency": TARGETS[target], **extra}
     algo, solver = METHODS[method]
     if algo == "dqn":

@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from conftest import RUN_FILES
@@ -74,3 +75,73 @@ def test_dry_run_compiles_plans_and_writes_nothing(tmp_path, capsys):
     assert plan["runs"] == 6 and plan["chunk_size"] <= 4 and plan["compiles"] == 1
     assert plan["num_chunks"] == -(-6 // plan["chunk_size"]) and plan["bytes_per_chunk"] > 0
     assert not out.exists()
+
+
+def test_tensorboard_and_wandb_are_written_while_the_run_trains(tmp_path, monkeypatch):
+    """--tensorboard and --wandb (offline) get each finished segment's per-config scalars as it
+    finishes, not only at the end."""
+    import jaxrl.live
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    seen = []
+    real = jaxrl.live.LiveTensorBoard.__call__
+
+    def spy(self, rows):
+        real(self, rows)
+        events = list((tmp_path / "run.partial" / "tensorboard" / "config_0").glob("events.*"))
+        seen.append((sorted(set(rows["update"])), sum(f.stat().st_size for f in events)))
+
+    monkeypatch.setattr(jaxrl.live.LiveTensorBoard, "__call__", spy)
+    args = [a if a != "128" else "256" for a in TINY]  # 4 updates, 2 segments
+    assert main(["train", "--out", str(tmp_path / "run"), "--seeds", "2", "--checkpoint-every",
+                 "2", "--tensorboard", "--wandb", *args]) == 0
+    assert [updates for updates, _ in seen] == [[0, 1], [2, 3]]
+    assert 0 < seen[0][1] < seen[1][1]  # on disk after the first segment, growing
+    runs = list((tmp_path / "run" / "wandb" / "wandb").glob("offline-run-*/*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 0
+
+
+def test_live_scalars_are_per_config_means_and_iqms_over_seeds():
+    from jaxrl import stats
+    from jaxrl.live import per_config_scalars
+
+    rng = np.random.default_rng(0)
+    returns = rng.normal(size=(2, 5, 3))  # config, seed, update
+    returns[1, 0, 2] = np.nan  # a seed with no finished episode in that update
+    index = np.indices(returns.shape).reshape(3, -1)
+    rows = {"config": index[0], "seed": index[1], "update": index[2], "env_steps": (index[2] + 1) * 64,
+            "episode_return_mean": returns.reshape(-1), "loss": returns.reshape(-1) * 2}
+    got = {(c, step): scalars for c, step, scalars in per_config_scalars(rows)}
+    assert sorted(got) == [(c, 64 * (u + 1)) for c in range(2) for u in range(3)]
+    for c in range(2):
+        for u in range(3):
+            x = returns[c, :, u][np.isfinite(returns[c, :, u])]
+            s = got[(c, 64 * (u + 1))]
+            np.testing.assert_allclose(s["mean/episode_return_mean"], x.mean())
+            np.testing.assert_allclose(s["iqm/episode_return_mean"], stats.iqm(x))
+            np.testing.assert_allclose(s["mean/loss"], 2 * x.mean())
+            assert "iqm/loss" not in s
+
+
+def test_train_and_sweep_build_the_env_once(tmp_path, monkeypatch):
+    """The CLI plans once (make_plan: checks, env, task rows, trainer) and runs that plan: the
+    env (for an MJX family, five MuJoCo compiles) is built once per command, sweeps included."""
+    import envs
+
+    made = []
+    real = envs.make
+
+    def counting(name, **kwargs):
+        made.append(name)
+        return real(name, **kwargs)
+
+    monkeypatch.setattr(envs, "make", counting)
+    assert main(["train", "--out", str(tmp_path / "t"), "--seeds", "2", "--env", "CartPoleMorph-v0",
+                 *TINY]) == 0
+    assert made == ["CartPoleMorph-v0"]
+    made.clear()
+    assert main(["sweep", "--out", str(tmp_path / "s"), "--seeds", "2", "--test-seeds", "2",
+                 "--env", "CartPoleMorph-v0", "--grid", "lr=1e-3,3e-3", "--grid",
+                 "hidden_sizes=16,8", *TINY]) == 0
+    assert made == ["CartPoleMorph-v0"]

@@ -14,7 +14,7 @@ import pytest
 import envs
 from jaxrl import buffers, stats
 from jaxrl.agents.dqn import DQNConfig, dqn_loss, make_train, td_target
-from jaxrl.agents.offpolicy import num_warmup_updates
+from jaxrl.agents.offpolicy import num_warmup_steps
 from jaxrl.cli import main
 from jaxrl.runner import run, seed_key
 from jaxrl.runner.plan import stack_configs
@@ -185,7 +185,7 @@ def test_dqn_loss_matches_numpy_and_truncation_bootstraps(loss, double, use_targ
 def test_same_key_same_result_vmapped_equals_lone_and_what_the_buffer_holds(tiny_dqn):
     env, params = envs.make("CartPole-v1")
     state, m1 = reproducible_run(make_train(tiny_dqn, env, params), tiny_dqn)
-    warmup = num_warmup_updates(tiny_dqn)
+    warmup = num_warmup_steps(tiny_dqn)
     assert warmup == 3
     assert np.all(np.isnan(m1["td_loss"][:warmup])) and np.all(np.isfinite(m1["td_loss"][warmup:]))
     assert np.all(np.isfinite(m1["grad_norm"][warmup:])) and np.all(np.isfinite(m1["q_mean"][warmup:]))
@@ -227,13 +227,13 @@ def test_float_sweep_does_not_recompile(tiny_dqn):
 
 
 def test_checkpointed_segments_equal_the_whole_run_and_greedy_evaluation(tmp_path, tiny_dqn):
-    """Segments of 2 updates (the update counter is then a batched input, so the learning-starts
-    branch becomes a select) compute what the whole scan computes, across the warm-up boundary."""
+    """Segments of 2 updates compute exactly what one segment of all updates computes, across
+    the warm-up boundary (the update number is unbatched in both: the same programs)."""
     whole = run("dqn", "CartPole-v1", [tiny_dqn], range(2), progress=None)
     parts = run("dqn", "CartPole-v1", [tiny_dqn], range(2), progress=None,
                 checkpoint_dir=str(tmp_path / "ckpt"), checkpoint_every=2)
     for k in whole.metrics:
-        np.testing.assert_allclose(parts.metrics[k], whole.metrics[k], rtol=1e-5, atol=1e-6, err_msg=k)
+        np.testing.assert_array_equal(parts.metrics[k], whole.metrics[k], err_msg=k)
     # Greedy evaluation episodes (the argmax-Q policy) at an interval, apart from training returns.
     evaluated = run("dqn", "CartPole-v1", [tiny_dqn], range(2), progress=None, eval_every=5,
                     eval_episodes=2)
@@ -241,6 +241,35 @@ def test_checkpointed_segments_equal_the_whole_run_and_greedy_evaluation(tmp_pat
     assert np.all(np.isfinite(ev[:, 4::5])) and np.all(ev[:, 4::5] >= 1)
     assert np.all(np.isnan(np.delete(ev, np.s_[4::5], axis=1)))
     np.testing.assert_array_equal(evaluated.metrics["td_loss"], whole.metrics["td_loss"])
+
+
+def test_log_every_reduces_gradient_steps_to_one_row_in_the_program(tiny_dqn):
+    """--log-every 5: the same training (same final params), 5 gradient steps per row, each row
+    what the 5 per-step rows reduce to (episode counts summed, their statistics pooled over all
+    the row's episodes, losses and epsilon averaged over the steps that have them)."""
+    every = run("dqn", "CartPole-v1", [tiny_dqn.replace(log_every=1)], range(2), progress=None,
+                keep_params=True)
+    rows = run("dqn", "CartPole-v1", [tiny_dqn.replace(log_every=5)], range(2), progress=None,
+               keep_params=True)
+    assert every.num_updates == 25 and rows.num_updates == 5 and rows.steps_per_update == 40
+    for a, b in zip(jax.tree.leaves(every.final_params), jax.tree.leaves(rows.final_params)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    m = {k: v.reshape(1, 2, 5, 5) for k, v in every.metrics.items()}  # [.., row, step]
+    count = m["episode_return_count"]
+    assert count.sum() > 0
+    np.testing.assert_array_equal(rows.metrics["episode_return_count"], count.sum(-1))
+    with np.errstate(invalid="ignore"):
+        mean = np.nansum(m["episode_return_mean"] * count, -1) / count.sum(-1)
+        second = np.nansum((m["episode_return_std"] ** 2 + m["episode_return_mean"] ** 2) * count, -1)
+        std = np.sqrt(second / count.sum(-1) - mean ** 2)
+        loss = np.nanmean(m["td_loss"], -1)
+    np.testing.assert_allclose(rows.metrics["episode_return_mean"], mean, rtol=1e-5)
+    np.testing.assert_allclose(rows.metrics["episode_return_std"], std, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(rows.metrics["episode_return_max"],
+                               np.fmax.reduce(m["episode_return_max"], -1), rtol=1e-6)
+    np.testing.assert_allclose(rows.metrics["td_loss"], loss, rtol=1e-5)  # row 0: 3 warm-up steps
+    np.testing.assert_allclose(rows.metrics["epsilon"], m["epsilon"].mean(-1), rtol=1e-5)
+    np.testing.assert_allclose(rows.final_return(), every.final_return(), rtol=1e-5)
 
 
 @pytest.mark.timeout(300)

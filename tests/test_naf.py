@@ -14,7 +14,7 @@ import pytest
 import envs
 from jaxrl import stats
 from jaxrl.agents.naf import NAFConfig, make_train, naf_loss, naf_q_value, taken_q, td_target
-from jaxrl.agents.offpolicy import num_warmup_updates
+from jaxrl.agents.offpolicy import num_warmup_steps
 from jaxrl.cli import main
 from jaxrl.runner import run, seed_key
 from jaxrl.runner.plan import stack_configs
@@ -146,7 +146,7 @@ def test_naf_loss_matches_numpy_and_truncation_bootstraps(diagonal):
 def test_same_key_same_result_vmapped_equals_lone_and_what_the_buffer_holds(tiny_naf):
     env, params = envs.make("Pendulum-v1")
     state, m1 = reproducible_run(make_train(tiny_naf, env, params), tiny_naf)
-    warmup = num_warmup_updates(tiny_naf)
+    warmup = num_warmup_steps(tiny_naf)
     assert warmup == 3
     for k in ("td_loss", "q_mean", "v_mean", "grad_norm"):
         assert np.all(np.isnan(m1[k][:warmup])) and np.all(np.isfinite(m1[k][warmup:])), k

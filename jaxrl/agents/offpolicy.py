@@ -14,22 +14,43 @@ import envs
 from jaxrl import buffers
 from jaxrl.agents.base import Trainer, batched_env
 from jaxrl.config import ConfigError
-from jaxrl.metrics import episode_metrics
+from jaxrl.metrics import episode_metrics, reduce_rows
 
 
-def steps_per_update(config) -> int:
-    """Environment steps per gradient step, which is also per metrics row."""
+AUTO_ROWS = 1000  # log_every 0 (auto): about this many metrics rows per run
+
+
+def env_steps_per_gradient_step(config) -> int:
     return config.num_envs * config.train_frequency
 
 
+def log_every(config) -> int:
+    """Gradient steps per metrics row: `config.log_every`, or with 0 (auto) as many as give
+    about AUTO_ROWS rows per run (1 for runs of fewer gradient steps)."""
+    steps = config.total_steps // env_steps_per_gradient_step(config)
+    return config.log_every or max(1, steps // AUTO_ROWS)
+
+
+def steps_per_update(config) -> int:
+    """Environment steps per metrics row (`log_every` gradient steps)."""
+    return env_steps_per_gradient_step(config) * log_every(config)
+
+
 def num_updates(config) -> int:
+    """Metrics rows per run (the runner's updates); the run takes num_updates x log_every
+    gradient steps, so up to log_every - 1 of total_steps' gradient steps are left out."""
     return config.total_steps // steps_per_update(config)
 
 
-def num_warmup_updates(config) -> int:
-    """Updates (metrics rows) before `learning_starts`: they collect data but take no gradient step.
-    Update u (from 0) takes its gradient step once (u + 1) x steps_per_update >= learning_starts."""
-    return min(num_updates(config), max(0, -(-config.learning_starts // steps_per_update(config)) - 1))
+def num_gradient_steps(config) -> int:
+    return num_updates(config) * log_every(config)
+
+
+def num_warmup_steps(config) -> int:
+    """Gradient steps (from 0) that only collect data: step g learns once
+    (g + 1) x num_envs x train_frequency >= learning_starts."""
+    return min(num_gradient_steps(config),
+               max(0, -(-config.learning_starts // env_steps_per_gradient_step(config)) - 1))
 
 
 def validate_replay(config) -> None:
@@ -40,15 +61,15 @@ def validate_replay(config) -> None:
     if config.num_envs > config.buffer_size:
         raise ConfigError(f"--buffer-size: {config.buffer_size} cannot hold one iteration's "
                           f"--num-envs {config.num_envs} transitions")
-    per_update = steps_per_update(config)
-    if config.total_steps < per_update:
-        raise ConfigError(f"--total-steps: {config.total_steps} is less than one update "
-                          f"(num_envs x train_frequency = {per_update})")
-    if config.learning_starts >= config.total_steps or num_warmup_updates(config) >= num_updates(config):
+    per_row = steps_per_update(config)
+    if config.total_steps < per_row:
+        raise ConfigError(f"--total-steps: {config.total_steps} is less than one metrics row "
+                          f"(num_envs x train_frequency x log_every = {per_row}); lower --log-every")
+    if config.learning_starts >= config.total_steps or num_warmup_steps(config) >= num_gradient_steps(config):
         raise ConfigError(f"--learning-starts: {config.learning_starts} leaves no gradient step; it "
-                          f"must be less than --total-steps {config.total_steps} (in whole updates "
-                          f"of num_envs x train_frequency = {per_update} steps: "
-                          f"{num_updates(config) * per_update})")
+                          f"must be less than --total-steps {config.total_steps} (in whole rows "
+                          f"of num_envs x train_frequency x log_every = {per_row} steps: "
+                          f"{num_updates(config) * per_row})")
 
 
 @struct.dataclass
@@ -72,7 +93,7 @@ class OffPolicyAgent:
     - `act(config, agent_state, obs [E, ...], iteration, keys) -> (action to store [E, ...],
       action to step the envs with, {name: scalar} averaged into the metrics row)`; `keys` is a
       pair of PRNG keys
-    - `learn(config, agent_state, batch, update_index) -> (agent_state, {name: scalar})`: one
+    - `learn(config, agent_state, batch, step) -> (agent_state, {name: scalar})`: one
       gradient step on a batch sampled uniformly from the buffer
     - `schedule(config, env_steps) -> {name: scalar}` (epsilon, noise) reported per update
     - `params(agent_state)`, `with_params(config, agent_state, params)`, `policy(params)`,
@@ -110,16 +131,18 @@ def make_offpolicy_trainer(config, env, env_params, agent: OffPolicyAgent) -> Tr
     """The replay-buffer agents' `Trainer`: the loop is here, what differs is in `agent`'s hooks.
 
     `env` is the env the agent acts in (evaluation uses it as given; training adds EpisodeStats).
-    One update: a scan of `train_frequency` iterations, each acting with `agent.act` in all
-    envs and adding the transitions (next_obs the final observation where an episode ended,
-    terminated and truncated apart) to the buffer; then, from the first update that reaches
-    learning_starts, one `agent.learn` step (its metrics NaN before). The metrics row: the
-    episode statistics (per task on a task table), learn's metrics, act's averages, schedule."""
+    One gradient step: a scan of `train_frequency` iterations, each acting with `agent.act` in
+    all envs and adding the transitions (next_obs the final observation where an episode ended,
+    terminated and truncated apart) to the buffer; then, from the first step that reaches
+    learning_starts, one `agent.learn` step (its metrics NaN before). Its metrics: the episode
+    statistics (per task on a task table), learn's metrics, act's averages, schedule. One
+    update (metrics row) is `log_every(config)` gradient steps, their metrics reduced to one
+    row inside the program (`jaxrl.metrics.reduce_rows`)."""
     eval_env = env
     env = envs.EpisodeStats(env)
     obs_shape = env.observation_space(env_params).shape
     num_envs, train_frequency = config.num_envs, config.train_frequency
-    warmup = num_warmup_updates(config)
+    warmup, rows_per_update = num_warmup_steps(config), log_every(config)
     batch_size, buffer_size = config.batch_size, config.buffer_size
     reset_envs, step_envs = batched_env(env, env_params, num_envs)
     task_index = envs.env_task_index(env_params, num_envs)  # None unless a task table
@@ -134,7 +157,7 @@ def make_offpolicy_trainer(config, env, env_params, agent: OffPolicyAgent) -> Tr
         return OffPolicyState(agent=agent.init(config, init_key), buffer=buffer,
                               env_state=env_state, obs=obs, key=key)
 
-    def update(config, state: OffPolicyState, index: jax.Array) -> tuple[OffPolicyState, dict]:
+    def gradient_step_update(config, state: OffPolicyState, index) -> tuple[OffPolicyState, dict]:
 
         def env_step(carry, iteration):
             buffer, env_state, obs, key = carry
@@ -171,6 +194,13 @@ def make_offpolicy_trainer(config, env, env_params, agent: OffPolicyAgent) -> Tr
                    **agent.schedule(config, iterations[-1] * num_envs)}
         return OffPolicyState(agent=agent_state, buffer=buffer, env_state=env_state, obs=obs,
                               key=key), metrics
+
+    def update(config, state: OffPolicyState, index: jax.Array) -> tuple[OffPolicyState, dict]:
+        if rows_per_update == 1:
+            return gradient_step_update(config, state, index)
+        state, rows = jax.lax.scan(lambda s, g: gradient_step_update(config, s, g), state,
+                                   index * rows_per_update + jnp.arange(rows_per_update))
+        return state, reduce_rows(rows)
 
     def with_params(config, state: OffPolicyState, params) -> OffPolicyState:
         return state.replace(agent=agent.with_params(config, state.agent, params))

@@ -69,6 +69,124 @@ class Progress:
                    f"{rate * self.steps_per_update * self.runs:,.0f} steps/s, ETA {eta:.0f}s")
 
 
+def run_inputs(plan: Plan) -> tuple:
+    """Every run's (config, key, env params, initial params), leaves [runs, ...]: run r is
+    (config row r // seeds, seed r % seeds); env params None unless a task family, initial
+    params None unless fine-tuning."""
+    configs, seeds = plan.configs, plan.seeds
+    config_index = np.repeat(np.arange(len(configs)), len(seeds))
+    seed_index = np.tile(np.arange(len(seeds)), len(configs))
+    keys = np.asarray(jax.vmap(seed_key)(jnp.asarray(np.asarray(seeds)[seed_index], jnp.uint32)))
+    tables = None
+    if plan.row_tasks is not None:
+        tables = jax.tree.map(lambda *xs: np.stack(xs),
+                              *[plan.row_params(r) for r in range(len(configs))])
+    return (rows_of(stack_configs(configs), config_index), keys,
+            None if tables is None else rows_of(tables, config_index),
+            None if plan.init_params is None else rows_of(plan.init_params, seed_index))
+
+
+def saved_chunking(checkpoint_dir: str | None, n_dev: int) -> int | None:
+    """The chunk size a resumed run's checkpoints were saved with (plan.json beside them)."""
+    path = os.path.join(checkpoint_dir, "plan.json") if checkpoint_dir else None
+    if not path or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        saved = json.load(f)
+    if saved["num_devices"] != n_dev:
+        raise ConfigError(f"--resume: the checkpoints were saved with {saved['num_devices']} "
+                          f"devices and this process has {n_dev}; resume with the same count "
+                          "(JAXRL_CPU_DEVICES on the CPU)")
+    return saved["chunk_size"]
+
+
+def fit_programs(plan: Plan, inputs: tuple, options: dict, every: int, sharding,
+                 max_batch: int | None, saved_chunk: int | None) -> tuple[Programs, int, int]:
+    """The programs for the largest chunk that fits the device: all runs (or `max_batch`, or a
+    resumed run's saved chunk), halved until the compiled segment program's memory fits.
+    Returns (programs, bytes per chunk, budget); ConfigError when one run per device is too big."""
+    n_dev = sharding.mesh.size
+
+    def round_up(n: int) -> int:  # a whole number of runs per device
+        return -(-n // n_dev) * n_dev
+
+    if saved_chunk:
+        chunk = saved_chunk
+    elif max_batch:
+        chunk = max(n_dev, min(plan.n_runs, max_batch) // n_dev * n_dev)
+    else:
+        chunk = round_up(plan.n_runs)
+    budget = memory_budget(sharding.mesh.devices.flat[0])
+    seconds, compiles = 0.0, 0
+    while True:
+        programs = Programs(plan, chunk, sharding, inputs, options)
+        chunk_bytes = compiled_bytes(programs.segment(every))
+        seconds, compiles = seconds + programs.compile_seconds, compiles + programs.compiles
+        if saved_chunk or max_batch or chunk <= n_dev or chunk_bytes <= budget:
+            break
+        chunk = round_up(chunk // 2)
+    if chunk_bytes > budget:
+        hint = "lower --max-batch" if chunk > n_dev else "use a smaller config"
+        raise ConfigError(f"--max-batch: one chunk of {chunk} runs needs {chunk_bytes / 2**30:.1f} "
+                          f"GiB, more than the {budget / 2**30:.1f} GiB this device can give; {hint}")
+    programs.compile_seconds, programs.compiles = seconds, compiles
+    programs.init  # compiled now, so that compile_seconds counts it before anything runs
+    return programs, chunk_bytes, budget
+
+
+def run_chunk(i: int, num_chunks: int, programs: Programs, chunk_inputs: tuple, *,
+              checkpoint_dir: str | None, every: int, keep_params: bool, emit: Callable,
+              tracker: Progress | None, progress: Callable | None) -> tuple:
+    """Runs chunk i segment by segment from its last checkpoint (if any), saving after each:
+    the state in the checkpoint, each segment's metrics in its own file of the chunk's history
+    (never rewritten, so saving stays linear in the run's length). `emit(start, stop, metrics)`
+    gets every segment's metrics (earlier sessions' first). Returns (metrics, diverged, params,
+    seconds this chunk ran in earlier sessions)."""
+    t_start = time.perf_counter()
+    num_updates = programs.plan.trainer.num_updates
+    store = Checkpoints(os.path.join(checkpoint_dir, f"chunk-{i:04d}")) if checkpoint_dir else None
+    history_dir = os.path.join(checkpoint_dir, f"chunk-{i:04d}-history") if checkpoint_dir else None
+    done, history, diverged, earlier = 0, [], np.zeros(programs.chunk, bool), 0.0
+    state = programs.init(*chunk_inputs)
+    restored = store.restore() if store else None
+    if restored:
+        history = read_history(history_dir, restored[0])
+        if history is None:
+            warnings.warn(f"the metric history in {history_dir} does not reach update "
+                          f"{restored[0]}; restarting chunk {i + 1} from update 0", stacklevel=2)
+            history = []
+        else:
+            done, item = restored
+            state = jax.device_put(Checkpoints.unflatten(state, item["state"]), programs.sharding)
+            diverged, earlier = np.asarray(item["diverged"]), float(item["seconds"])
+    start = 0
+    for piece in history:  # what earlier sessions ran, shown again
+        stop = start + next(iter(piece.values())).shape[1]
+        emit(start, stop, piece)
+        start = stop
+    if tracker:
+        tracker.start(i, num_chunks, done)
+    chunk_configs, _, chunk_env_params, _ = chunk_inputs
+    while done < num_updates:
+        n = min(every, num_updates - done)
+        state, metrics, diverged = programs.segment(n)(chunk_configs, state, chunk_env_params, done)
+        metrics, diverged = jax.device_get(metrics), np.asarray(diverged)
+        history.append(metrics)
+        emit(done, done + n, metrics)
+        done += n
+        if store:
+            write_history(history_dir, done - n, done, metrics)  # before the state it matches
+            seconds = earlier + time.perf_counter() - t_start
+            store.save(done, {"state": Checkpoints.flatten(jax.device_get(state)),
+                              "diverged": diverged, "seconds": np.asarray(seconds, np.float64)})
+            if progress:
+                progress(f"checkpoint: chunk {i + 1}/{num_chunks}, update {done}/{num_updates}")
+    params = (jax.device_get(jax.vmap(programs.plan.trainer.params)(state)) if keep_params
+              else None)
+    metrics = {k: np.concatenate([h[k] for h in history], axis=1) for k in history[-1]}
+    return metrics, diverged, params, earlier
+
+
 def execute(plan: Plan, *, max_batch: int | None = None,
             progress: Callable[[str], None] | None = print, dry_run: bool = False,
             keep_params: bool = False, checkpoint_dir: str | None = None,
@@ -87,66 +205,21 @@ def execute(plan: Plan, *, max_batch: int | None = None,
     With `dry_run`, compile only and return the plan: chunk size and count, the compiled
     program's memory per chunk, compiles and compile seconds. `keep_params` returns every run's
     final params in `Results.final_params`."""
-    trainer, configs, seeds, n_runs = plan.trainer, plan.configs, plan.seeds, plan.n_runs
-    num_updates, steps_per_update = trainer.num_updates, plan.spec.steps_per_update(configs[0])
+    configs, seeds, n_runs = plan.configs, plan.seeds, plan.n_runs
+    num_updates, steps_per_update = plan.trainer.num_updates, plan.spec.steps_per_update(configs[0])
     tracker = Progress(progress, num_updates, steps_per_update, n_runs) if progress else None
     options = dict(eval_every=eval_every, eval_episodes=eval_episodes, on_progress=tracker,
                    progress_every=max(1, num_updates // 100) if tracker else 0)
-
-    # The runs' inputs, leaves [runs, ...], run r = (config row r // seeds, seed r % seeds).
-    config_index = np.repeat(np.arange(len(configs)), len(seeds))
-    seed_index = np.tile(np.arange(len(seeds)), len(configs))
-    keys = np.asarray(jax.vmap(seed_key)(jnp.asarray(np.asarray(seeds)[seed_index], jnp.uint32)))
-    tables = None
-    if plan.row_tasks is not None:
-        tables = jax.tree.map(lambda *xs: np.stack(xs),
-                              *[plan.row_params(r) for r in range(len(configs))])
-    inputs = (rows_of(stack_configs(configs), config_index), keys,
-              None if tables is None else rows_of(tables, config_index),
-              None if plan.init_params is None else rows_of(plan.init_params, seed_index))
-    check_host_memory(one_run_outputs(plan, keep_params, **options),
-                      rows_of(inputs, 0), n_runs)
+    inputs = run_inputs(plan)
+    check_host_memory(one_run_outputs(plan, keep_params, **options), rows_of(inputs, 0), n_runs)
 
     every = min(checkpoint_every or num_updates, num_updates)
     devices = jax.local_devices()
-    n_dev = len(devices)
     sharding = NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
-
-    def round_up(n: int) -> int:
-        return -(-n // n_dev) * n_dev
-
-    # A resumed run keeps the chunking its checkpoints were saved with (plan.json beside them).
-    plan_path = os.path.join(checkpoint_dir, "plan.json") if checkpoint_dir else None
-    saved_plan = None
-    if plan_path and os.path.exists(plan_path):
-        with open(plan_path) as f:
-            saved_plan = json.load(f)
-        if saved_plan["num_devices"] != n_dev:
-            raise ConfigError(f"--resume: the checkpoints were saved with {saved_plan['num_devices']} "
-                              f"devices and this process has {n_dev}; resume with the same count "
-                              "(JAXRL_CPU_DEVICES on the CPU)")
-        chunk = saved_plan["chunk_size"]
-    elif max_batch:  # at most max_batch runs, but a whole number per device
-        chunk = max(n_dev, min(n_runs, max_batch) // n_dev * n_dev)
-    else:
-        chunk = round_up(n_runs)
-    budget = memory_budget(devices[0])
-    compile_seconds, compiles = 0.0, 0
-    while True:  # halve the chunk until its segment program fits
-        programs = Programs(plan, chunk, sharding, inputs, options)
-        chunk_bytes = compiled_bytes(programs.segment(every))
-        compile_seconds, compiles = (compile_seconds + programs.compile_seconds,
-                                     compiles + programs.compiles)
-        if saved_plan or max_batch or chunk <= n_dev or chunk_bytes <= budget:
-            break
-        chunk = round_up(chunk // 2)
-    if chunk_bytes > budget:
-        hint = "lower --max-batch" if chunk > n_dev else "use a smaller config"
-        raise ConfigError(f"--max-batch: one chunk of {chunk} runs needs {chunk_bytes / 2**30:.1f} "
-                          f"GiB, more than the {budget / 2**30:.1f} GiB this device can give; {hint}")
-    programs.compile_seconds, programs.compiles = compile_seconds, compiles
-    programs.init  # compiled now, so that compile_seconds counts it before anything runs
-
+    saved_chunk = saved_chunking(checkpoint_dir, len(devices))
+    programs, chunk_bytes, budget = fit_programs(plan, inputs, options, every, sharding,
+                                                 max_batch, saved_chunk)
+    chunk = programs.chunk
     num_chunks = -(-n_runs // chunk)
     if dry_run:
         extra = int(num_updates % every != 0)  # a shorter last segment
@@ -155,69 +228,24 @@ def execute(plan: Plan, *, max_batch: int | None = None,
                 "num_chunks": num_chunks, "bytes_per_chunk": chunk_bytes,
                 "memory_budget_bytes": budget, "compiles": programs.compiles + extra,
                 "compile_seconds": programs.compile_seconds}
-    if plan_path and not saved_plan:
+    if checkpoint_dir and not saved_chunk:
         os.makedirs(checkpoint_dir, exist_ok=True)
-        with open(plan_path, "w") as f:
-            json.dump({"chunk_size": chunk, "num_devices": n_dev}, f)
+        with open(os.path.join(checkpoint_dir, "plan.json"), "w") as f:
+            json.dump({"chunk_size": chunk, "num_devices": len(devices)}, f)
 
-    def emit(i, start, stop, metrics):
+    def emitter(i):
         """on_segment's rows: updates start..stop-1 of chunk i's real runs, labelled."""
-        if on_segment is None:
-            return
-        runs = np.arange(i * chunk, min((i + 1) * chunk, n_runs))
-        updates = np.tile(np.arange(start, stop), len(runs))
-        rows = {"config": np.repeat(runs // len(seeds), stop - start),
-                "seed": np.repeat(np.asarray(seeds)[runs % len(seeds)], stop - start),
-                "update": updates, "env_steps": (updates + 1) * steps_per_update}
-        on_segment({**rows, **{k: np.asarray(v)[:len(runs)].reshape(-1) for k, v in metrics.items()}})
-
-    def run_chunk(i, chunk_inputs):
-        """Runs one chunk segment by segment from its last checkpoint (if any), saving after
-        each: the state in the checkpoint, each segment's metrics in its own file of the
-        chunk's history (never rewritten, so saving stays linear in the run's length). Returns
-        (metrics, diverged, params, seconds this chunk ran in earlier sessions)."""
-        t_start = time.perf_counter()
-        store = Checkpoints(os.path.join(checkpoint_dir, f"chunk-{i:04d}")) if checkpoint_dir else None
-        history_dir = os.path.join(checkpoint_dir, f"chunk-{i:04d}-history") if checkpoint_dir else None
-        done, history, diverged, earlier = 0, [], np.zeros(chunk, bool), 0.0
-        state = programs.init(*chunk_inputs)
-        restored = store.restore() if store else None
-        if restored:
-            history = read_history(history_dir, restored[0])
-            if history is None:
-                warnings.warn(f"the metric history in {history_dir} does not reach update "
-                              f"{restored[0]}; restarting chunk {i + 1} from update 0", stacklevel=2)
-                history = []
-            else:
-                done, item = restored
-                state = jax.device_put(Checkpoints.unflatten(state, item["state"]), sharding)
-                diverged, earlier = np.asarray(item["diverged"]), float(item["seconds"])
-        start = 0
-        for piece in history:  # what earlier sessions ran, shown again
-            stop = start + next(iter(piece.values())).shape[1]
-            emit(i, start, stop, piece)
-            start = stop
-        if tracker:
-            tracker.start(i, num_chunks, done)
-        chunk_configs, _, chunk_env_params, _ = chunk_inputs
-        while done < num_updates:
-            n = min(every, num_updates - done)
-            state, metrics, diverged = programs.segment(n)(chunk_configs, state, chunk_env_params,
-                                                           done)
-            metrics, diverged = jax.device_get(metrics), np.asarray(diverged)
-            history.append(metrics)
-            emit(i, done, done + n, metrics)
-            done += n
-            if store:
-                write_history(history_dir, done - n, done, metrics)  # before the state it matches
-                seconds = earlier + time.perf_counter() - t_start
-                store.save(done, {"state": Checkpoints.flatten(jax.device_get(state)),
-                                  "diverged": diverged, "seconds": np.asarray(seconds, np.float64)})
-                if progress:
-                    progress(f"checkpoint: chunk {i + 1}/{num_chunks}, update {done}/{num_updates}")
-        params = jax.device_get(jax.vmap(trainer.params)(state)) if keep_params else None
-        metrics = {k: np.concatenate([h[k] for h in history], axis=1) for k in history[-1]}
-        return metrics, diverged, params, earlier
+        def emit(start, stop, metrics):
+            if on_segment is None:
+                return
+            runs = np.arange(i * chunk, min((i + 1) * chunk, n_runs))
+            updates = np.tile(np.arange(start, stop), len(runs))
+            rows = {"config": np.repeat(runs // len(seeds), stop - start),
+                    "seed": np.repeat(np.asarray(seeds)[runs % len(seeds)], stop - start),
+                    "update": updates, "env_steps": (updates + 1) * steps_per_update}
+            on_segment({**rows, **{k: np.asarray(v)[:len(runs)].reshape(-1)
+                                   for k, v in metrics.items()}})
+        return emit
 
     outputs, flags, kept, run_seconds = [], [], [], 0.0
     for i in range(num_chunks):
@@ -225,7 +253,9 @@ def execute(plan: Plan, *, max_batch: int | None = None,
         chunk_inputs = jax.device_put(rows_of(inputs, index), sharding)  # by repeating its last run
         t0 = time.perf_counter()
         # earlier: a resumed chunk's time in earlier sessions, so steps/s is over the whole run
-        metrics, diverged, params, earlier = run_chunk(i, chunk_inputs)
+        metrics, diverged, params, earlier = run_chunk(
+            i, num_chunks, programs, chunk_inputs, checkpoint_dir=checkpoint_dir, every=every,
+            keep_params=keep_params, emit=emitter(i), tracker=tracker, progress=progress)
         run_seconds += earlier + time.perf_counter() - t0
         valid = min(chunk, n_runs - i * chunk)
         outputs.append({k: v[:valid] for k, v in metrics.items()})

@@ -175,24 +175,14 @@ class Results:
 
     def to_tensorboard(self, logdir: str) -> None:
         """One TensorBoard run per config: every metric's mean over seeds per update (x axis:
-        env steps), plus the IQM over seeds of the training and evaluation returns."""
-        from tensorboardX import SummaryWriter
+        env steps), plus the IQM over seeds of the training and evaluation returns (the
+        scalars `--tensorboard` writes while a run trains: `jaxrl.live`)."""
+        from jaxrl.live import LiveTensorBoard
 
-        for c in range(len(self.configs)):
-            with SummaryWriter(os.path.join(logdir, f"config_{c}")) as writer:
-                for u in range(self.num_updates):
-                    step = (u + 1) * self.steps_per_update
-                    for name, values in sorted(self.metrics.items()):
-                        column = values[c, :, u].astype(np.float64)
-                        if np.isfinite(column).any():
-                            writer.add_scalar(f"mean/{name}", np.nanmean(column), step)
-                    for name in ("episode_return_mean", "eval_return_mean"):
-                        if name not in self.metrics:
-                            continue
-                        column = self.metrics[name][c, :, u]
-                        finite = column[np.isfinite(column)]
-                        if finite.size:
-                            writer.add_scalar(f"iqm/{name}", float(stats.iqm(finite)), step)
+        frame = self.to_dataframe().drop(columns=dynamic_fields(type(self.configs[0])))
+        sink = LiveTensorBoard(logdir)
+        sink({name: frame[name].to_numpy() for name in frame.columns})
+        sink.close()
 
     def to_dataframe(self):
         """A tidy DataFrame: one row per (config, seed, update), the config's floats as columns."""

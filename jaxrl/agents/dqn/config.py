@@ -23,6 +23,9 @@ class DQNConfig:
     learning_starts: int = static(10_000, "environment steps collected before the first gradient "
                                   "step", minimum=0)
     train_frequency: int = static(1, "iterations (vectorised env steps) per gradient step")
+    log_every: int = static(0, "gradient steps per metrics row, reduced inside the program "
+                            "(episode statistics pooled, losses averaged); 0 = auto, about 1000 "
+                            "rows per run", minimum=0)
     target_network_frequency: int = static(100, "iterations between target network updates; 0 = no "
                                            "target network (targets from the online network)",
                                            minimum=0)

@@ -103,14 +103,14 @@ def make_train(config: DQNConfig, env, env_params, make_optimizer=adam,
         action = jnp.where(random, jax.random.randint(random_key, (num_envs,), 0, num_actions), greedy)
         return action, action, {}
 
-    def learn(config: DQNConfig, agent: NetworkState, batch, index):
+    def learn(config: DQNConfig, agent: NetworkState, batch, step):
         params, target_params = agent.params, agent.target_params
         grads, losses, extra = gradient(config, params, target_params, batch, network.apply, taken_q)
         updates, opt_state = make_optimizer(config).update(
             grads, agent.opt_state, params, q_fn=taken_q, batch=batch, **extra)
         params = optax.apply_updates(params, updates)
         if use_target:  # Polyak (tau = 1: a copy) whenever a multiple of target_every has passed
-            done = (index + 1) * train_frequency
+            done = (step + 1) * train_frequency
             sync = done // target_every > (done - train_frequency) // target_every
             target_params = jax.tree.map(
                 lambda t, p: jnp.where(sync, config.tau * p + (1.0 - config.tau) * t, t),

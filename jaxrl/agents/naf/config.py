@@ -27,6 +27,9 @@ class NAFConfig:
     learning_starts: int = static(2_000, "environment steps collected (uniform random actions) "
                                   "before the first gradient step", minimum=0)
     train_frequency: int = static(1, "iterations (vectorised env steps) per gradient step")
+    log_every: int = static(0, "gradient steps per metrics row, reduced inside the program "
+                            "(episode statistics pooled, losses averaged); 0 = auto, about 1000 "
+                            "rows per run", minimum=0)
     hidden_sizes: tuple[int, ...] = static((64, 64), "hidden layer widths of the NAF network, "
                                            "e.g. 64,64")
     activation: str = static("relu", "hidden activation: tanh, relu or gelu", choices=ACTIVATIONS)

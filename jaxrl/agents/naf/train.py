@@ -121,7 +121,7 @@ def make_train(config: NAFConfig, env, env_params,
         saturated = jnp.mean(jnp.any(jnp.abs(mu) > 0.99, axis=-1))
         return action, to_env_action(action), {"mu_saturated": saturated}
 
-    def learn(config: NAFConfig, agent: NetworkState, batch, index):
+    def learn(config: NAFConfig, agent: NetworkState, batch, step):
         params = agent.params
         batch = {**batch, "reward": batch["reward"] * config.reward_scale}
         grads, (losses, dloss_dq) = jax.grad(naf_loss, has_aux=True)(
