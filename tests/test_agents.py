@@ -19,11 +19,12 @@ def tiny(algo: str):
                  hidden_sizes=(16,))
     return {"ppo": dict(total_steps=128, num_envs=4, num_steps=16, update_epochs=1,
                         num_minibatches=2, hidden_sizes=(16,), normalize_obs=True),
-            "dqn": small, "natural_dqn": small, "naf": small}[algo]
+            "dqn": small, "natural_dqn": small, "naf": small, "ddpg": small, "td3": small,
+            "sac": small}[algo]
 
 
 ENVS = {"ppo": "Pendulum-v1", "dqn": "CartPole-v1", "natural_dqn": "CartPole-v1",
-        "naf": "Pendulum-v1"}
+        "naf": "Pendulum-v1", "ddpg": "Pendulum-v1", "td3": "Pendulum-v1", "sac": "Pendulum-v1"}
 
 
 def test_registry_holds_typed_algos():
@@ -67,7 +68,7 @@ def test_with_params_rebuilds_what_derives_from_params(algo):
                                                          else fresh.params)
 
 
-@pytest.mark.parametrize("algo", ["dqn", "naf", "ppo"])
+@pytest.mark.parametrize("algo", ["dqn", "naf", "ppo", "ddpg", "td3", "sac"])
 def test_policy_and_value_are_functions_of_params_alone(algo):
     spec = get_algo(algo)
     config = spec.Config(**tiny(algo))

@@ -1,5 +1,5 @@
 """The training loop, update schedule and replay checks shared by the replay-buffer agents (DQN,
-natural DQN, NAF): one update = `train_frequency` iterations of all `num_envs` envs, then one
+natural DQN, NAF, DDPG, TD3, SAC): one update = `train_frequency` iterations of all `num_envs` envs, then one
 gradient step (none before `learning_starts` env steps); one metrics row per update."""
 from __future__ import annotations
 

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl.agents.continuous import td_target  # noqa: F401 (re-exported: naf.td_target)
+
 
 def num_l_entries(action_dim: int, diagonal_p: bool) -> int:
     """How many network outputs parameterise L: A (diagonal) or A(A+1)/2 (lower triangle)."""
@@ -49,13 +51,6 @@ def naf_advantage(mu: jax.Array, l_entries: jax.Array, action: jax.Array) -> jax
 def naf_q_value(v: jax.Array, mu: jax.Array, l_entries: jax.Array, action: jax.Array) -> jax.Array:
     """Q(s, a) = V(s) + A(s, a) (see `naf_advantage`). `v`: [...]; returns [...]."""
     return v + naf_advantage(mu, l_entries, action)
-
-
-def td_target(reward: jax.Array, next_v: jax.Array, terminated: jax.Array, gamma) -> jax.Array:
-    """r + gamma * V_target(s') * (1 - terminated), all [B]. `next_v` is the value of the observation
-    that followed the step *before* any auto-reset; a truncated step bootstraps (pass only
-    `terminated`), a terminated one is its reward alone."""
-    return reward + gamma * (1.0 - terminated.astype(next_v.dtype)) * next_v
 
 
 def taken_q(params, apply_fn: Callable, batch: dict) -> jax.Array:

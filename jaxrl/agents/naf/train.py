@@ -31,16 +31,14 @@ from typing import Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 import envs
-from jaxrl.agents.base import Trainer, check_task_spread
-from jaxrl.agents.offpolicy import (NetworkState, OffPolicyAgent, make_offpolicy_trainer,
-                                    validate_replay)
+from jaxrl.agents.base import Trainer
+from jaxrl.agents.continuous import env_action_map, validate_box, warmup_actions
+from jaxrl.agents.offpolicy import NetworkState, OffPolicyAgent, make_offpolicy_trainer
 from jaxrl.agents.naf.config import NAFConfig
 from jaxrl.agents.naf.losses import naf_loss, num_l_entries, taken_q
-from jaxrl.config import ConfigError, check_fields
 from jaxrl.nets import MLP, flatten_obs
 
 
@@ -70,16 +68,7 @@ def default_optimizer(config: NAFConfig) -> optax.GradientTransformation:
 
 def validate(config: NAFConfig, env, env_params) -> None:
     """Raise ConfigError, naming the option, for any config this env cannot train with."""
-    check_fields(config)
-    check_task_spread(config.num_envs, env_params)
-    space = env.action_space(env_params)
-    if envs.is_discrete(env, env_params) or len(getattr(space, "shape", ())) != 1:
-        raise ConfigError(f"--algo naf: needs a continuous (Box) action space, got {space}")
-    low, high = np.broadcast_to(space.low, space.shape), np.broadcast_to(space.high, space.shape)
-    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(high > low)):
-        raise ConfigError(f"--algo naf: needs a bounded Box action space (finite low < high), got "
-                          f"low {low}, high {high}")
-    validate_replay(config)
+    validate_box(config, env, env_params, "naf")
 
 
 def make_train(config: NAFConfig, env, env_params,
@@ -87,20 +76,14 @@ def make_train(config: NAFConfig, env, env_params,
                ) -> Trainer:
     """NAF's Trainer. `make_optimizer(config)` (called inside the program with the traced config)
     is the optimizer hook; see the module docstring."""
-    space = env.action_space(env_params)
-    action_dim = space.shape[0]
-    low = jnp.broadcast_to(jnp.asarray(space.low, jnp.float32), space.shape)
-    high = jnp.broadcast_to(jnp.asarray(space.high, jnp.float32), space.shape)
-    center, half_range = (high + low) / 2, (high - low) / 2
+    action_dim = env.action_space(env_params).shape[0]
+    to_env_action = env_action_map(env, env_params)
     env = envs.ClipAction(env)
     obs_shape = env.observation_space(env_params).shape
     network = NAFNetwork(action_dim=action_dim, hidden_sizes=config.hidden_sizes,
                          activation=config.activation, diagonal_p=config.diagonal_p,
                          obs_ndim=len(obs_shape))
     num_envs, learning_starts, total_steps = config.num_envs, config.learning_starts, config.total_steps
-
-    def to_env_action(action):  # normalised [-1, 1] -> the env's box
-        return center + half_range * action
 
     def noise_at(config: NAFConfig, env_steps):
         """Linear from start_noise to end_noise over exploration_fraction x total_steps, then flat."""
@@ -116,8 +99,7 @@ def make_train(config: NAFConfig, env, env_params,
         mu = network.apply(agent.params, obs)[1]
         noise = noise_at(config, iteration * num_envs)
         noisy = jnp.clip(mu + noise * jax.random.normal(noise_key, mu.shape), -1.0, 1.0)
-        uniform = jax.random.uniform(random_key, mu.shape, minval=-1.0, maxval=1.0)
-        action = jnp.where(iteration * num_envs < learning_starts, uniform, noisy)
+        action = warmup_actions(noisy, random_key, iteration, num_envs, learning_starts)
         saturated = jnp.mean(jnp.any(jnp.abs(mu) > 0.99, axis=-1))
         return action, to_env_action(action), {"mu_saturated": saturated}
 
