@@ -20,11 +20,13 @@ def tiny(algo: str):
     return {"ppo": dict(total_steps=128, num_envs=4, num_steps=16, update_epochs=1,
                         num_minibatches=2, hidden_sizes=(16,), normalize_obs=True),
             "dqn": small, "natural_dqn": small, "naf": small, "ddpg": small, "td3": small,
-            "sac": small}[algo]
+            "sac": small, "pqn": dict(total_steps=128, num_envs=4, num_steps=16, update_epochs=1,
+                                      num_minibatches=2, hidden_sizes=(16,))}[algo]
 
 
 ENVS = {"ppo": "Pendulum-v1", "dqn": "CartPole-v1", "natural_dqn": "CartPole-v1",
-        "naf": "Pendulum-v1", "ddpg": "Pendulum-v1", "td3": "Pendulum-v1", "sac": "Pendulum-v1"}
+        "naf": "Pendulum-v1", "ddpg": "Pendulum-v1", "td3": "Pendulum-v1", "sac": "Pendulum-v1",
+        "pqn": "CartPole-v1"}
 
 
 def test_registry_holds_typed_algos():
@@ -36,7 +38,7 @@ def test_registry_holds_typed_algos():
     del ALGOS["ppo_test_variant"]
 
 
-@pytest.mark.parametrize("algo", ["dqn", "naf", "ppo"])
+@pytest.mark.parametrize("algo", ["dqn", "naf", "ppo", "pqn"])
 def test_with_params_rebuilds_what_derives_from_params(algo):
     """Fine-tuning from trained params: the runner's init puts them in through the agent's
     with_params, so a Q-learner's target network is the loaded network (not a random one) and
@@ -55,6 +57,8 @@ def test_with_params_rebuilds_what_derives_from_params(algo):
         opt_state, net = state.opt_state, params.network
         assert np.all(np.asarray(state.env_state.count) == np.asarray(params.obs_norm["count"]))
         assert float(params.obs_norm["count"]) > float(fresh.env_state.count[0])
+    elif algo == "pqn":  # no target network: the params and a fresh optimizer state
+        opt_state, net = state.opt_state, params
     else:
         opt_state, net = state.agent.opt_state, params
         for a, b in zip(jax.tree.leaves(state.agent.target_params), jax.tree.leaves(params)):
@@ -68,7 +72,7 @@ def test_with_params_rebuilds_what_derives_from_params(algo):
                                                          else fresh.params)
 
 
-@pytest.mark.parametrize("algo", ["dqn", "naf", "ppo", "ddpg", "td3", "sac"])
+@pytest.mark.parametrize("algo", ["dqn", "naf", "ppo", "ddpg", "td3", "sac", "pqn"])
 def test_policy_and_value_are_functions_of_params_alone(algo):
     spec = get_algo(algo)
     config = spec.Config(**tiny(algo))

@@ -18,7 +18,7 @@ TINY = ["--num-envs", "4", "--num-steps", "16", "--update-epochs", "2", "--num-m
 
 @pytest.mark.parametrize("args, message", [
     (["--env", "Nope-v0"], "--env: unknown environment 'Nope-v0'"),
-    (["--algo", "sac"], "--algo: unknown algorithm 'sac'; allowed: ppo"),
+    (["--algo", "sacc"], "--algo: unknown algorithm 'sacc'; allowed: ppo"),
     (["--seeds", "0"], "--seeds: got 0, must be >= 1"),
     (["--num-envs", "-2"], "--num-envs: got -2, must be >= 1"),
     (["--lr", "0"], "--lr: got 0.0, must be > 0.0"),

@@ -4,11 +4,12 @@ recompilation across float sweeps, bad input, a vmapped program free of LAPACK (
 jax 0.10.2 on a 2-core CPU) that finishes, and learning judged by IQM over vmapped seeds."""
 import jax
 import jax.numpy as jnp
-import os
 
 import numpy as np
 import optax
 import pytest
+
+from conftest import slow
 
 import envs
 from jaxrl import buffers, stats
@@ -132,11 +133,13 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, message):
 
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("solver, threshold", [
-    pytest.param("gram", 300, marks=pytest.mark.skipif(
-        not os.environ.get("JAXRL_SLOW_TESTS"), reason="gram's learning test takes 3 min on the "
-        "2-core CPU (a third of the suite's budget): `make test-slow` runs it; every CI run still "
-        "checks gram's step against the optimizer's (test_the_step_inside_dqn_...[gram])")),
-    ("cg", 300), ("kfac", 400)])
+    pytest.param("gram", 300, marks=slow(
+        "gram's learning test takes 3 min on the 2-core CPU; every run still checks gram's step "
+        "against the optimizer's (test_the_step_inside_dqn_...[gram])")),
+    pytest.param("cg", 300, marks=slow(
+        "cg's learning test takes 80 s on the 2-core CPU; every run still checks the Fisher "
+        "solvers against dense references (test_optim.py) and K-FAC's learning")),
+    ("kfac", 400)])
 def test_natural_dqn_learns_cartpole(solver, threshold):
     """Each solver's defaults (gram: lr 0.1, damping 0.1, delta 0.1; cg and kfac: SOLVER_DEFAULTS,
     lr 1 and damping 0.3; cg 10 steps), 200k steps, 8 seeds. At gram's defaults cg reached only IQM

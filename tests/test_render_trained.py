@@ -3,14 +3,14 @@ offscreen renderer: a tiny PPO run (one update) per env through the CLI, then a 
 second seed, checked for its frame count and size and for a robot that moves (the GIF writer
 merges identical consecutive frames, so steps + 1 frames means every step changed the picture).
 
-Compiles are the time: the training program (never in the persistent cache: the CLI's progress
-callback keeps it out) and the rollout each compile the env's step, ~70 s per env on the 2-core
-CPU. The two walker families (the same Walker env, ~75 s each) run with `make test-slow`
+Compiles are the time: the training program and the rollout each compile the env's step, ~70 s
+per env on the 2-core CPU (cold cache). The two walker families (the same Walker env, ~75 s each) run with `make test-slow`
 (JAXRL_SLOW_TESTS=1) only."""
-import os
 
 import numpy as np
 import pytest
+
+from conftest import slow
 
 from jaxrl.cli import main
 
@@ -19,9 +19,8 @@ pytestmark = pytest.mark.timeout(600)
 STEPS, SIZE = 10, 64
 ENVS = {"WalkerMorph-v0": 5, "WalkerSkills-v0": 5, "ReacherLinks-v0": 4,  # name: num envs,
         "brax/inverted_pendulum": 1}                                      # one per task
-SLOW = pytest.mark.skipif(not os.environ.get("JAXRL_SLOW_TESTS"), reason="the walker families' "
-                          "trained render takes ~75 s each on the 2-core CPU: `make test-slow` "
-                          "runs them; ReacherLinks-v0 checks the MJX families' render path")
+SLOW = slow("the walker families' trained render takes ~75 s each on the 2-core CPU; "
+            "ReacherLinks-v0 checks the MJX families' render path")
 
 
 @pytest.fixture(scope="module", params=[pytest.param(name, marks=[SLOW] if "Walker" in name else [])

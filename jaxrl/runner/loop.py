@@ -81,6 +81,13 @@ def segment_updates(num_updates: int, checkpoint_every: int | None) -> int:
     return min(fits, key=lambda d: abs(num_updates // d - SEGMENTS), default=num_updates)
 
 
+def one_run_example(plan: Plan) -> tuple:
+    """Run 0's (config, key, env params, initial params), as `run_inputs` has it."""
+    return (rows_of(stack_configs(plan.configs[:1]), 0), seed_key(plan.seeds[0]),
+            None if plan.row_tasks is None else plan.row_params(0),
+            None if plan.init_params is None else rows_of(plan.init_params, 0))
+
+
 def run_inputs(plan: Plan) -> tuple:
     """Every run's (config, key, env params, initial params), leaves [runs, ...]: run r is
     (config row r // seeds, seed r % seeds); env params None unless a task family, initial
@@ -224,8 +231,9 @@ def execute(plan: Plan, *, max_batch: int | None = None,
     num_updates, steps_per_update = plan.trainer.num_updates, plan.spec.steps_per_update(configs[0])
     tracker = Progress(progress, num_updates, steps_per_update, n_runs) if progress else None
     options = dict(eval_every=eval_every, eval_episodes=eval_episodes)
+    check_host_memory(one_run_outputs(plan, keep_params, **options), one_run_example(plan),
+                      n_runs)  # before any [runs, ...] input is built
     inputs = run_inputs(plan)
-    check_host_memory(one_run_outputs(plan, keep_params, **options), rows_of(inputs, 0), n_runs)
 
     every = segment_updates(num_updates, checkpoint_every)
     devices = jax.local_devices()
@@ -285,7 +293,7 @@ def execute(plan: Plan, *, max_batch: int | None = None,
     metrics = {k: np.concatenate([o[k] for o in outputs]).reshape(shape + (-1,)) for k in outputs[0]}
     final_params = jax.tree.map(lambda *xs: np.concatenate(xs).reshape(shape + xs[0].shape[1:]),
                                 *kept) if keep_params else None
-    return Results(algo=plan.algo, env=plan.env_name, configs=configs, seeds=seeds,
+    return Results(algo=plan.algo, env=plan.env_name, configs=configs, seeds=list(seeds),
                    metrics=metrics, steps_per_update=steps_per_update,
                    episode_updates=episode_updates(plan.env_params, steps_per_update,
                                                    configs[0].num_envs),

@@ -60,7 +60,7 @@ class Plan:
     env: Any
     family_params: Any  # the env's params as made (a family's whole task table)
     configs: list
-    seeds: list[int]
+    seeds: Sequence[int]  # a range stays a range: a huge --seeds is refused before any list
     tasks: list[int] | None  # the task selection asked for (None: all)
     single_task: bool
     row_tasks: list[list[int]] | None
@@ -113,8 +113,9 @@ def make_plan(algo: str, env_name: str, configs: Sequence[Any], seeds: Sequence[
 
 def _plan(spec, env_name, env, family_params, configs, seeds, tasks, single_task,
           init_params) -> Plan:
-    configs, seeds = list(configs), [int(s) for s in seeds]
-    if not configs or not seeds:
+    configs = list(configs)
+    seeds = seeds if isinstance(seeds, range) else [int(s) for s in seeds]
+    if not configs or not len(seeds):
         raise ConfigError("--seeds: a run needs at least one config and one seed")
     if not 0 <= min(seeds) <= max(seeds) <= MAX_SEED:
         raise ConfigError(f"--seeds: seeds must be in 0..{MAX_SEED} (32-bit), got "
