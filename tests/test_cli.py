@@ -125,9 +125,11 @@ def test_live_scalars_are_per_config_means_and_iqms_over_seeds():
 
 
 def test_train_and_sweep_build_the_env_once(tmp_path, monkeypatch):
-    """The CLI plans once (make_plan: checks, env, task rows, trainer) and runs that plan: the
-    env (for an MJX family, five MuJoCo compiles) is built once per command, sweeps included."""
+    """The CLI plans once (make_plan: checks, env, task rows, trainer) while it checks the command
+    line, and runs that plan (`execute(args.plan)`): the env (for an MJX family, five MuJoCo
+    compiles) is built once per command, a sweep's static groups sharing it. Nothing compiles."""
     import envs
+    from jaxrl.cli import parse_run
 
     made = []
     real = envs.make
@@ -137,11 +139,15 @@ def test_train_and_sweep_build_the_env_once(tmp_path, monkeypatch):
         return real(name, **kwargs)
 
     monkeypatch.setattr(envs, "make", counting)
-    assert main(["train", "--out", str(tmp_path / "t"), "--seeds", "2", "--env", "CartPoleMorph-v0",
-                 *TINY]) == 0
-    assert made == ["CartPoleMorph-v0"]
+    args, _ = parse_run(["train", "--out", str(tmp_path / "t"), "--seeds", "2", "--env",
+                         "CartPoleMorph-v0", *TINY])
+    args.claim.release()
+    assert made == ["CartPoleMorph-v0"] and args.plan.row_tasks == [[0, 1, 2, 3]]
     made.clear()
-    assert main(["sweep", "--out", str(tmp_path / "s"), "--seeds", "2", "--test-seeds", "2",
-                 "--env", "CartPoleMorph-v0", "--grid", "lr=1e-3,3e-3", "--grid",
-                 "hidden_sizes=16,8", *TINY]) == 0
-    assert made == ["CartPoleMorph-v0"]
+    args, _ = parse_run(["sweep", "--out", str(tmp_path / "s"), "--seeds", "2", "--env",
+                         "CartPoleMorph-v0", "--grid", "lr=1e-3,3e-3", "--grid",
+                         "hidden_sizes=16,8", *TINY])
+    args.claim.release()
+    assert made == ["CartPoleMorph-v0"] and len(args.plans) == 2
+    assert args.plans[0].env is args.plans[1].env
+    assert [len(p.configs) for p in args.plans] == [2, 2]

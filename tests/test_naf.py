@@ -18,7 +18,7 @@ from jaxrl.agents.offpolicy import num_warmup_steps
 from jaxrl.cli import main
 from jaxrl.runner import run, seed_key
 from jaxrl.runner.plan import stack_configs
-from conftest import reproducible_run
+from conftest import reproducible_run, slow
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -228,6 +228,8 @@ def test_naf_learns_pendulum():
 
 
 @pytest.mark.timeout(240)
+@slow("NAF on brax compiles brax's MJX step for ~90 s on the 2-core CPU (cold cache); every run "
+      "still trains PPO on brax (test_ppo.py) and NAF on Pendulum")
 def test_naf_runs_on_brax_mjx():
     """brax/inverted_pendulum on MJX (slow on a CPU): a few gradient steps, shapes and finiteness."""
     config = NAFConfig(total_steps=2 * 2 * 12, num_envs=2, train_frequency=2, learning_starts=16,

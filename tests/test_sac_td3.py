@@ -23,7 +23,7 @@ from jaxrl.agents.sac.losses import LOG_STD_MAX, LOG_STD_MIN, squash_log_std
 from jaxrl.agents.td3 import TD3Config, smoothed_target_action
 from jaxrl.cli import main
 from jaxrl.runner import run, seed_key
-from conftest import reproducible_run
+from conftest import reproducible_run, slow
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -226,6 +226,8 @@ def test_ddpg_learns_pendulum():
 
 
 @pytest.mark.timeout(300)
+@slow("SAC on brax compiles brax's MJX step for ~70 s on the 2-core CPU (cold cache); every run "
+      "still trains PPO on brax (test_ppo.py) and SAC on Pendulum")
 def test_sac_runs_on_brax_mjx():
     """brax/inverted_pendulum on MJX (slow to compile on a CPU): a few gradient steps, finite."""
     config = SACConfig(total_steps=2 * 2 * 8, num_envs=2, train_frequency=2, learning_starts=8,
