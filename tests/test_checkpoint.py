@@ -201,3 +201,23 @@ def test_metric_history_reads_back_exactly_what_reaches_the_checkpoint(tmp_path)
     assert read_history(str(tmp_path), 6) is None  # damaged: zip's CRC
     os.remove(tmp_path / "000000002-000000004.npz")
     assert read_history(str(tmp_path), 6) is None  # missing
+
+
+def test_a_checkpoint_of_another_state_layout_is_refused(tmp_path, tiny_ppo):
+    """Checkpoints written by another jaxrl version (the state's pytree changed) are refused
+    with one line, not restored into the wrong leaves or failing with a traceback."""
+    import jax
+    import numpy as np
+
+    from jaxrl.config import ConfigError
+    from jaxrl.runner import run
+    from jaxrl.runner.storage import Checkpoints, write_history
+
+    n_dev = len(jax.local_devices())
+    Checkpoints(str(tmp_path / "chunk-0000")).save(1, {
+        "state": {"00000": np.zeros(1, np.float32)}, "diverged": np.zeros(n_dev, bool),
+        "seconds": np.asarray(1.0)})
+    write_history(str(tmp_path / "chunk-0000-history"), 0, 1, {"loss": np.zeros((n_dev, 1))})
+    with pytest.raises(ConfigError, match="another state layout"):
+        run("ppo", "CartPole-v1", [tiny_ppo], range(n_dev), progress=None,
+            checkpoint_dir=str(tmp_path), checkpoint_every=1)

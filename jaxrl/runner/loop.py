@@ -176,6 +176,10 @@ def run_chunk(i: int, num_chunks: int, programs: Programs, chunk_inputs: tuple, 
             history = []
         else:
             done, item = restored
+            if len(item["state"]) != len(jax.tree.leaves(state)):
+                raise ConfigError(f"--resume: the checkpoints in {store.manager.directory} hold "
+                                  "another state layout (written by another jaxrl version or "
+                                  "config); delete OUT.partial and start the run again")
             state = jax.device_put(Checkpoints.unflatten(state, item["state"]), programs.sharding)
             diverged, earlier = np.asarray(item["diverged"]), float(item["seconds"])
     start = 0
