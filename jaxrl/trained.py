@@ -259,7 +259,7 @@ def load(run_dir: str) -> TrainedRun:
     """Load a finished `train` run (see the module docstring); ConfigError for anything else."""
     from jaxrl.agents import get_algo
     from jaxrl.cli import parse_tasks
-    from jaxrl.runner.plan import params_like, task_plan
+    from jaxrl.runner.plan import make_plan, params_like
 
     record = read_record(run_dir)
     try:
@@ -269,17 +269,15 @@ def load(run_dir: str) -> TrainedRun:
         raise ConfigError(f"RUN: {run_dir} was trained on an env of another module: {e}") from None
     spec = get_algo(record["algo"])
     config = config_from_record(spec, record)
-    env, env_params = envs.make(record["env"], **({"one_hot": False} if record.get("hide_task_id")
-                                                  else {}))
-    rows = task_plan(record["env"], env_params, parse_tasks(record.get("tasks", "all")),
-                     record.get("single_task", False))
-    single = bool(record.get("single_task")) and rows is not None
-    if rows is not None:
-        env_params = envs.select_tasks(env_params, [t for row in rows for t in row])
-    # A single-task run's networks each trained on a one-task table: all have the first's shapes.
-    trainer = spec.make_trainer(config, env, envs.select_tasks(env_params, [0]) if single
-                                else env_params)
     seeds = list(range(record["seed_offset"], record["seed_offset"] + record["seeds"]))
+    plan = make_plan(spec.name, record["env"], [config], seeds,
+                     env_kwargs={"one_hot": False} if record.get("hide_task_id") else None,
+                     tasks=parse_tasks(record.get("tasks", "all")),
+                     single_task=record.get("single_task", False))
+    rows, single, env, env_params = plan.row_tasks, plan.single_task, plan.env, plan.env_params
+    if single:  # every task the run trained, one network each: all have the first's shapes
+        env_params = envs.select_tasks(plan.family_params, [t for row in rows for t in row])
+    trainer = plan.trainer
     like = params_like(trainer, config)
     params = load_params(run_dir, like)
     lead = (len(rows), len(seeds)) if single else (len(seeds),)

@@ -1,6 +1,5 @@
 """PQN: the Q(lambda) targets against a plain loop (terminated vs truncated), the update against
 a hand-computed minibatch step, fine-tuning and learning CartPole-v1."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

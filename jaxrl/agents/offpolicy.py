@@ -140,7 +140,6 @@ def make_offpolicy_trainer(config, env, env_params, agent: OffPolicyAgent) -> Tr
     row inside the program (`jaxrl.metrics.reduce_rows`)."""
     eval_env = env
     env = envs.EpisodeStats(env)
-    obs_shape = env.observation_space(env_params).shape
     num_envs, train_frequency = config.num_envs, config.train_frequency
     warmup, rows_per_update = num_warmup_steps(config), log_every(config)
     batch_size, buffer_size = config.batch_size, config.buffer_size

@@ -14,7 +14,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-import envs
 from jaxrl.config import ConfigError
 from jaxrl.runner.plan import Plan, make_plan, seed_key, stack_configs
 from jaxrl.runner.program import (Programs, check_host_memory, compiled_bytes, memory_budget,
