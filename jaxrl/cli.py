@@ -48,7 +48,8 @@ def add_config_options(parser: argparse.ArgumentParser, config_cls) -> None:
     for f in dataclasses.fields(config_cls):
         kind = "static" if f.metadata.get("static") else "float, traced"
         shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
-        help_text = f"{f.metadata['help']} [{kind}; default: {shown}]".replace("%", "%%")
+        choices = f" (one of: {', '.join(f.metadata['choices'])})" if f.metadata.get("choices") else ""
+        help_text = f"{f.metadata['help']}{choices} [{kind}; default: {shown}]".replace("%", "%%")
         if isinstance(f.default, bool):
             group.add_argument(option(f.name), action=argparse.BooleanOptionalAction,
                                default=None, help=help_text)

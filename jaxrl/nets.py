@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from flax import struct
 
 
-ACTIVATIONS = ("tanh", "relu", "gelu")  # the `activation` values MLP accepts
+ACTIVATIONS = ("tanh", "relu", "gelu", "swish")  # the `activation` values MLP accepts (flax.linen names)
 
 
 def flatten_obs(obs, obs_ndim: int):

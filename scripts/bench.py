@@ -30,17 +30,40 @@ FLOP_PER_STEP = 231e3
 PEAK_FLOPS = 148e9
 
 
-# Settings matched to the peer's: (our config overrides, rejax_bench.py overrides, steps cap).
+# Settings matched to the peer's: (env, our config overrides, rejax_bench.py overrides, steps cap).
+# rejax 0.1.3's own defaults are what the peer runs with; ours are set field by field to them.
+# Differences left: rejax always evaluates once at the end (a few episodes, inside its timing);
+# rejax's optimizers are Adam where ours are RAdam (PQN); metrics rows: ours auto (--log-every 0).
 CASES = {
     # PureJaxRL's CartPole PPO: 4 envs x 128 steps, 4 epochs, 4 minibatches, 64x64 tanh.
-    "ppo": ({}, ["num_envs=4", "num_steps=128", "num_epochs=4", "num_minibatches=4",
-                 "learning_rate=0.00025", "max_grad_norm=0.5", "activation=tanh"], 32_000_000),
+    "ppo": ("CartPole-v1", {}, ["num_envs=4", "num_steps=128", "num_epochs=4", "num_minibatches=4",
+                                "learning_rate=0.00025", "max_grad_norm=0.5", "activation=tanh"],
+            32_000_000),
     # rejax's DQN defaults: 1 env, buffer 131072, batch 256, one update per env step, Polyak
     # 0.99 every step, learning after 2048 steps, 64x64 (rejax: swish; ours: relu).
-    "dqn": (dict(num_envs=1, buffer_size=131_072, batch_size=256, learning_starts=2048,
-                 train_frequency=1, target_network_frequency=1, tau=0.01, hidden_sizes=(64, 64),
-                 log_every=1),  # updates_per_second counts gradient steps
+    "dqn": ("CartPole-v1", dict(num_envs=1, buffer_size=131_072, batch_size=256,
+                                learning_starts=2048, train_frequency=1, target_network_frequency=1,
+                                tau=0.01, hidden_sizes=(64, 64), log_every=1),  # updates = steps
             [], 320_000),
+    # rejax's SAC defaults: 1 env, buffer 131072, batch 256, learning after 2048 steps, one
+    # gradient step per env step for critics, actor and temperature (no delay), Polyak 0.99 every
+    # step, Adam 3e-4 for all three, 64x64 relu, target entropy -|A|.
+    "sac": ("Pendulum-v1", dict(num_envs=1, buffer_size=131_072, batch_size=256,
+                                learning_starts=2048, policy_frequency=1, tau=0.01,
+                                hidden_sizes=(64, 64), activation="relu", policy_lr=3e-4,
+                                q_lr=3e-4), [], 320_000),
+    # rejax's TD3 defaults: as SAC, plus exploration noise 0.3, target noise 0.2 clipped at 0.5,
+    # actor and targets every 2 gradient steps, 64x64 swish.
+    "td3": ("Pendulum-v1", dict(num_envs=1, buffer_size=131_072, batch_size=256,
+                                learning_starts=2048, policy_frequency=2, tau=0.01,
+                                hidden_sizes=(64, 64), activation="swish", lr=3e-4,
+                                exploration_noise=0.3, policy_noise=0.2, noise_clip=0.5),
+            [], 320_000),
+    # rejax's PQN defaults: 64 envs x 64 steps, 1 epoch of 16 minibatches, lambda 0.9, 64x64 relu
+    # with LayerNorm, epsilon 1 -> 0.05 over 10% of the run, lr 3e-4 constant, no gradient clip.
+    "pqn": ("CartPole-v1", dict(num_envs=64, num_steps=64, update_epochs=1, num_minibatches=16,
+                                q_lambda=0.9, hidden_sizes=(64, 64), exploration_fraction=0.1,
+                                lr=3e-4, anneal_lr=False, max_grad_norm=1e9), [], 32_000_000),
 }
 
 
@@ -51,7 +74,7 @@ def bench_algo(algo: str, seeds: int, total_steps: int, env_name: str) -> dict:
     from jaxrl.runner import run
 
     # natural DQN runs on DQN's settings, so the two differ only in the optimizer
-    overrides = CASES.get(algo.split("-")[0].replace("natural_", ""), ({},))[0]
+    overrides = CASES.get(algo.split("-")[0].replace("natural_", ""), (None, {}))[1]
     config = get_algo(algo.split("-")[0]).Config(total_steps=total_steps, **overrides)
     if "-" in algo:  # natural_dqn-kfac: the preconditioner's solver, with its per-solver defaults
         from jaxrl.agents.natural_dqn import SOLVER_DEFAULTS
@@ -159,7 +182,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,16,256", help="comma-separated seed counts")
     parser.add_argument("--total-steps", type=int, default=500_000,
                         help="env steps per seed (capped at 32M / seeds so 256 seeds stay short)")
-    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("--env", default=None, help="env of every case (default: each algorithm's "
+                        "case env, CartPole-v1 or Pendulum-v1; CartPole-v1 for --env-only)")
     parser.add_argument("--env-only-envs", "--batch", type=int, default=1024,
                         help="envs in the env-only case (default %(default)s)")
     parser.add_argument("--env-only", action="store_true", help="only the env-only case: random-"
@@ -181,22 +205,25 @@ def main() -> None:
 
     cases = []
     for algo in [] if args.env_only else args.algos.split(","):
-        peer_args, cap = CASES.get(algo, (None, None, 32_000_000))[1:]
+        env, _, peer_args, cap = CASES.get(algo.split("-")[0].replace("natural_", ""),
+                                           (args.env, None, None, 32_000_000))
+        env = args.env or env
         for n in [int(s) for s in args.seeds.split(",")]:
             steps = min(args.total_steps, cap // n)
             ours = in_subprocess([__file__, "--worker", f"{algo}:{n}", "--total-steps", str(steps),
-                                  "--env", args.env])
+                                  "--env", env])
             cases.append(ours)
             print(json.dumps(ours), file=sys.stderr, flush=True)  # partial results survive a kill
             if args.peer and peer_args is not None:
-                peer = in_subprocess([PEER_SCRIPT, algo, args.env, str(n), str(steps), *peer_args],
+                peer = in_subprocess([PEER_SCRIPT, algo, env, str(n), str(steps), *peer_args],
                                      python=args.peer)
                 ours["peer"] = peer
                 if "env_steps_per_second" in peer and "env_steps_per_second" in ours:
                     ours["speedup_vs_peer"] = (ours["env_steps_per_second"]
                                                / peer["env_steps_per_second"])
                 print(json.dumps(peer), file=sys.stderr, flush=True)
-    cases.append(in_subprocess([__file__, "--worker", f"env:{args.env_only_envs}", "--env", args.env,
+    cases.append(in_subprocess([__file__, "--worker", f"env:{args.env_only_envs}",
+                                "--env", args.env or "CartPole-v1",
                                 "--env-steps", str(args.env_steps)]))
     print(json.dumps({"benchmark": args.algos, "cpu_count": os.cpu_count(), "cases": cases}, indent=1))
 

@@ -45,14 +45,18 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
+from jaxrl.runner.storage import plain, write_json
+
 # In the order cells run: the cheap solvers land first, gram (a B x B solve per step) last.
-METHODS = {"dqn": ("dqn", None), "kfac": ("natural_dqn", "kfac"), "cg": ("natural_dqn", "cg"),
-           "gram": ("natural_dqn", "gram")}
+METHODS = {"dqn": ("dqn", None), "pqn": ("pqn", None), "kfac": ("natural_dqn", "kfac"),
+           "cg": ("natural_dqn", "cg"), "gram": ("natural_dqn", "gram")}
+# PQN learns from its own rollouts (no replay buffer, no target network): its cells are target-off
+# only, and an update is a whole rollout (num_envs x num_steps env steps, epochs of minibatches).
+ROLLOUT_ALGOS = ("pqn",)
 # Normalisation (lo, hi) and collapse threshold per env. MinAtar's is our choice: a score of 10
 # is far above random play (~0.5) and reachable by a 64x64 MLP DQN in a few 100k steps.
 ENVS = {"CartPole-v1": dict(lo=0.0, hi=500.0, threshold=475.0),
@@ -69,12 +73,21 @@ SIZES = {
     "tiny": dict(steps={e: 1600 for e in ENVS}, tune_seeds={e: 1 for e in ENVS},
                  test_seeds={e: 8 for e in ENVS}, timing_updates=None, timing_rounds=1,
                  overrides=dict(num_envs=4, learning_starts=200, buffer_size=2000, batch_size=16,
-                                hidden_sizes=(16, 16))),
+                                hidden_sizes=(16, 16)),
+                 rollout_overrides=dict(num_envs=4, num_steps=8, num_minibatches=2,
+                                        hidden_sizes=(16, 16))),
     "cpu": dict(steps={"CartPole-v1": 50_000, "Acrobot-v1": 50_000, "Breakout-MinAtar": 100_000},
                 tune_seeds={"CartPole-v1": 1, "Acrobot-v1": 1, "Breakout-MinAtar": 1},
                 test_seeds={"CartPole-v1": 8, "Acrobot-v1": 8, "Breakout-MinAtar": 8},
                 timing_updates=100, timing_rounds=2, overrides=dict(learning_starts=5000),
                 env_overrides={"Breakout-MinAtar": dict(buffer_size=20_000)}),
+    # The second edition (issue 14) at a CPU size: the library defaults, DQN's 500k-step budget
+    # (CleanRL's DQN reaches 498 on CartPole-v1 and -89 on Acrobot-v1 there), 2 tuning seeds per
+    # grid point, 64 test seeds.
+    "cpu500k": dict(steps={"CartPole-v1": 500_000, "Acrobot-v1": 500_000,
+                           "Breakout-MinAtar": 1_000_000},
+                    tune_seeds={e: 2 for e in ENVS}, test_seeds={e: 64 for e in ENVS},
+                    timing_updates=100, timing_rounds=2, overrides={}),
     "full": dict(steps={"CartPole-v1": 500_000, "Acrobot-v1": 500_000, "Breakout-MinAtar": 2_000_000},
                  tune_seeds={e: 8 for e in ENVS}, test_seeds={e: 64 for e in ENVS},
                  timing_updates=500, timing_rounds=3, overrides={}),
@@ -100,8 +113,9 @@ def parse(argv):
                                  "with the same settings is resumed (finished cells skipped)")
     p.add_argument("--envs", default=",".join(ORDER),
                    help=f"comma-separated subset of {', '.join(ORDER)}")
-    p.add_argument("--methods", default="dqn,kfac,cg,gram",
-                   help="comma-separated subset of dqn, kfac, cg, gram (natural DQN's solvers)")
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help=f"comma-separated subset of {', '.join(METHODS)} (kfac, cg, gram: natural "
+                        "DQN's solvers)")
     p.add_argument("--targets", default="on,off",
                    help="target network settings to run: on (every 100 iterations), off (none)")
     p.add_argument("--tune-seeds", type=int, help="tuning seeds per grid point (overrides the size)")
@@ -152,6 +166,8 @@ def settings_of(args) -> dict:
     return {"size": args.size, "envs": per_env, "grids": GRIDS, "targets": TARGETS,
             "overrides": {k: list(v) if isinstance(v, tuple) else v
                           for k, v in size["overrides"].items()},
+            "rollout_overrides": {k: list(v) if isinstance(v, tuple) else v
+                                  for k, v in size.get("rollout_overrides", {}).items()},
             "env_overrides": size.get("env_overrides", {}),
             "timing_updates": size["timing_updates"], "timing_rounds": size["timing_rounds"],
             "env_info": ENVS, "bins": BINS}
@@ -159,18 +175,39 @@ def settings_of(args) -> dict:
 
 def config_for(method, env, target, settings, **extra):
     """The method's config: library defaults, the size's overrides, the env's steps."""
-    from jaxrl.agents.dqn import DQNConfig
-    from jaxrl.agents.natural_dqn import NaturalDQNConfig
+    from jaxrl.agents import get_algo
+    from jaxrl.config import make_config
 
-    over = {k: tuple(v) if isinstance(v, list) else v
-            for k, v in {**settings["overrides"], **settings["env_overrides"].get(env, {})}.items()}
-    # log_every=1: the study's rows, curves and timings are per gradient step
-    fields = {"total_steps": settings["envs"][env]["steps"], "log_every": 1, **over,
-              "target_network_frequency": TARGETS[target], **extra}
     algo, solver = METHODS[method]
-    if algo == "dqn":
-        return algo, DQNConfig(**fields)
-    return algo, NaturalDQNConfig(**fields, preconditioner=solver)
+    steps = {"total_steps": settings["envs"][env]["steps"]}
+    if algo in ROLLOUT_ALGOS:
+        fields = {**steps, **settings["rollout_overrides"], **extra}
+    else:  # log_every=1: the study's rows, curves and timings are per gradient step
+        fields = {**steps, "log_every": 1, **settings["overrides"],
+                  **settings["env_overrides"].get(env, {}),
+                  "target_network_frequency": TARGETS[target], **extra}
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    if solver:  # its SOLVER_DEFAULTS (damping) apply; lr is the grid's (the first edition, run
+        fields["preconditioner"] = solver  # before SOLVER_DEFAULTS existed, had damping 0.1)
+    return algo, make_config(get_algo(algo).Config, fields)
+
+
+def steps_per_update(algo, cfg) -> int:
+    return cfg.num_envs * (cfg.num_steps if algo in ROLLOUT_ALGOS else cfg.train_frequency)
+
+
+def warmup_updates(algo, cfg) -> int:
+    """Updates before the first gradient step (replay: the learning_starts fill; rollouts: none)."""
+    if algo in ROLLOUT_ALGOS:
+        return 0
+    return max(0, -(-cfg.learning_starts // steps_per_update(algo, cfg)) - 1)
+
+
+def cells_of(args):
+    """(target, method) pairs to run: every target setting for the replay methods, target-off
+    only for the rollout ones (they have no target network)."""
+    return [(t, m) for t in args.targets for m in args.methods
+            if not (METHODS[m][0] in ROLLOUT_ALGOS and t == "on")]
 
 
 def grid_of(method):
@@ -179,32 +216,6 @@ def grid_of(method):
 
 def cell_name(env, target, method):
     return f"{env}__target-{target}__{method}"
-
-
-def write_json(path, obj):
-    """Atomic: a temporary file in the same folder, then rename."""
-    folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(_plain(obj), f, separators=(",", ":"))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
-def _plain(x):
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _plain(x.tolist())
-    if isinstance(x, (float, np.floating)):
-        return None if not math.isfinite(float(x)) else float(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
 
 
 def floats(x):
@@ -224,8 +235,9 @@ def batch_size_of(settings, env):
 
 
 def timing_pass(args, settings, path, envs):
-    """ms per gradient update (for the study's batch of runs) per env and method, measured back
-    to back: rounds x methods, alternating, target network on; median over rounds."""
+    """ms per update (for the study's batch of runs) per env and method, measured back to back:
+    rounds x methods, alternating, target network on (rollout methods: none); median over rounds.
+    An update is one gradient step for the replay methods, one rollout and its epochs for PQN."""
     from jaxrl.runner import run
 
     timing = json.load(open(path)) if os.path.exists(path) else {}
@@ -238,16 +250,18 @@ def timing_pass(args, settings, path, envs):
         for rnd in range(settings["timing_rounds"]):
             for method in todo:
                 extra = {}
+                target = "off" if METHODS[method][0] in ROLLOUT_ALGOS else "on"
                 if settings["timing_updates"]:
-                    _, base = config_for(method, env, "on", settings)
-                    spu = base.num_envs * base.train_frequency
-                    extra = dict(learning_starts=spu, total_steps=spu * (settings["timing_updates"] + 1))
-                algo, cfg = config_for(method, env, "on", settings, **extra)
+                    algo, base = config_for(method, env, target, settings)
+                    spu = steps_per_update(algo, base)
+                    extra = dict(total_steps=spu * (settings["timing_updates"] + 1))
+                    if algo not in ROLLOUT_ALGOS:
+                        extra["learning_starts"] = spu
+                algo, cfg = config_for(method, env, target, settings, **extra)
                 grid = grid_of(method)
                 cfg = cfg.replace(lr=grid[len(grid) // 2])
                 r = run(algo, env, [cfg], range(batch), progress=None)
-                warm = -(-cfg.learning_starts // (cfg.num_envs * cfg.train_frequency)) - 1
-                grad_updates = r.num_updates - max(0, warm)
+                grad_updates = r.num_updates - warmup_updates(algo, cfg)
                 raw[method].append(dict(run_seconds=r.run_seconds, compile_seconds=r.compile_seconds,
                                         updates=r.num_updates, grad_updates=grad_updates))
                 log(f"timing {env} {method} round {rnd + 1}: "
@@ -267,15 +281,14 @@ def plan(args, settings, timing, done, envs):
     rows = []
     for env in envs:
         e = settings["envs"][env]
-        for target in args.targets:
-            for method in args.methods:
-                name = cell_name(env, target, method)
-                _, cfg = config_for(method, env, target, settings)
-                updates = cfg.total_steps // (cfg.num_envs * cfg.train_frequency)
-                t = timing[env][method]
-                batches = 2 if e["test_seeds"] else 1  # tuning batch + test batch
-                seconds = t["compile_seconds"] * 1.2 + batches * updates * t["ms_per_update"] / 1e3
-                rows.append((name, seconds, name in done, (env, target, method)))
+        for target, method in cells_of(args):
+            name = cell_name(env, target, method)
+            algo, cfg = config_for(method, env, target, settings)
+            updates = cfg.total_steps // steps_per_update(algo, cfg)
+            t = timing[env][method]
+            batches = 2 if e["test_seeds"] else 1  # tuning batch + test batch
+            seconds = t["compile_seconds"] * 1.2 + batches * updates * t["ms_per_update"] / 1e3
+            rows.append((name, seconds, name in done, (env, target, method)))
     return rows
 
 
@@ -308,12 +321,12 @@ def run_cell(env, target, method, settings, path):
     wall = time.perf_counter() - t0
     tune, test = result.tuning[0], result.test
     edges, curve, counts = bin_curves(test)
-    spu = base.num_envs * base.train_frequency
+    spu = steps_per_update(algo, base)
     cell = dict(env=env, target=target, method=method, algo=algo,
                 target_network_frequency=TARGETS[target], grid=grid,
                 best_lr=float(result.best.lr), config=to_dict(result.best),
                 total_steps=test.total_steps, num_updates=test.num_updates, steps_per_update=spu,
-                warmup_updates=max(0, -(-base.learning_starts // spu) - 1),
+                warmup_updates=warmup_updates(algo, base),
                 final_window=test.final_window(),
                 tuning_seeds=list(tune.seeds), tuning_final=tune.final_return(),
                 tuning_diverged=tune.diverged, test_seeds=list(test.seeds),
@@ -342,7 +355,25 @@ def filled(curve):
     return out
 
 
-def seed_metrics(cell, ms_per_update=None, dqn_ms_per_update=None):
+def dqn_run_seconds(settings, timing, env):
+    """Seconds DQN's gradient updates take over a whole run of `env` (from the timing pass): the
+    wall-time budget of the time-matched return. None before DQN's timing."""
+    ms = timing.get(env, {}).get("dqn", {}).get("ms_per_update")
+    if not ms:
+        return None
+    algo, cfg = config_for("dqn", env, "on", settings)
+    return ms / 1e3 * (cfg.total_steps // steps_per_update(algo, cfg) - warmup_updates(algo, cfg))
+
+
+def cost_vs_dqn(cell, ms_per_update, dqn_seconds):
+    """Wall time of the cell's updates over a run / DQN's: per update for the replay methods (the
+    same number of updates), per run for PQN (its update is a whole rollout)."""
+    if not (ms_per_update and dqn_seconds):
+        return None
+    return (cell["num_updates"] - cell["warmup_updates"]) * ms_per_update / 1e3 / dqn_seconds
+
+
+def seed_metrics(cell, ms_per_update=None, dqn_seconds=None):
     """Per test seed: final return, normalised AUC, reached/collapsed, time-matched return."""
     env = cell["env"]
     curve = floats(cell["bin_mean"])
@@ -361,12 +392,12 @@ def seed_metrics(cell, ms_per_update=None, dqn_ms_per_update=None):
     out = dict(final=np.where(np.isfinite(final), final, ENVS[env]["lo"]), auc=auc,
                reached=np.array(reached),
                collapsed=np.array(collapsed))
-    if ms_per_update and dqn_ms_per_update:
+    if ms_per_update and dqn_seconds:
         warm, u = cell["warmup_updates"], cell["num_updates"]
-        ratio = dqn_ms_per_update / ms_per_update  # >1: faster than DQN (capped at its own run)
-        stop = min(u, warm + (u - warm) * ratio)
+        updates = dqn_seconds / (ms_per_update / 1e3)  # in DQN's time (capped at its own run)
+        stop = min(u, warm + updates)
         out["time_matched"] = window_return(curve, counts, edges, stop, cell["final_window"])
-        out["time_matched_fraction"] = min(1.0, ratio)
+        out["time_matched_fraction"] = min(1.0, updates / (u - warm))
     return out
 
 
@@ -433,8 +464,8 @@ def summarise(settings, timing, cells) -> dict:
         env, method = cell["env"], cell["method"]
         t = timing.get(env, {})
         ms = t.get(method, {}).get("ms_per_update")
-        dqn_ms = t.get("dqn", {}).get("ms_per_update")
-        m = seed_metrics(cell, ms, dqn_ms)
+        dqn_seconds = dqn_run_seconds(settings, timing, env)
+        m = seed_metrics(cell, ms, dqn_seconds)
         per_seed[name] = {k: np.round(v, 4) if np.ndim(v) and v.dtype != bool else v
                           for k, v in m.items()}
         sens = sensitivity(cell)
@@ -445,7 +476,7 @@ def summarise(settings, timing, cells) -> dict:
                    collapse_frac=ci(m["collapsed"].astype(float), frac_true),
                    reached_frac=float(m["reached"].mean()),
                    cvar10=ci(m["final"], cvar10), sensitivity=tuple(float(v) for v in sens),
-                   ms_per_update=ms, cost_vs_dqn=(ms / dqn_ms) if ms and dqn_ms else None,
+                   ms_per_update=ms, cost_vs_dqn=cost_vs_dqn(cell, ms, dqn_seconds),
                    diverged=int(np.sum(cell["test_diverged"])),
                    in_run_seconds=cell["run_seconds_tune"] + cell["run_seconds_test"])
         if "time_matched" in m:
@@ -541,7 +572,7 @@ def main(argv=None) -> int:
             if not os.path.exists(study_path):
                 if os.listdir(args.out):
                     raise UsageError(f"--out: {args.out} exists and holds no study; choose a new folder")
-            elif json.load(open(study_path)) != _plain(settings):
+            elif json.load(open(study_path)) != plain(settings):
                 raise UsageError(f"--out: {args.out} holds a study with different settings; "
                                  "choose a new folder (results are never overwritten)")
     except UsageError as error:

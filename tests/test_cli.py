@@ -26,7 +26,7 @@ TINY = ["--num-envs", "4", "--num-steps", "16", "--update-epochs", "2", "--num-m
     (["--gamma", "1.5"], "--gamma: got 1.5, must be >= 0.0 and <= 1.0"),
     (["--num-minibatches", "3"], "--num-minibatches: 3 does not divide the batch"),
     (["--total-steps", "50"], "--total-steps: 50 is less than one update"),
-    (["--activation", "sigmoid"], "--activation: got 'sigmoid', allowed: tanh, relu, gelu"),
+    (["--activation", "sigmoid"], "--activation: got 'sigmoid', allowed: tanh, relu, gelu, swish"),
     (["--max-batch", "0"], "--max-batch: got 0, must be >= 1"),
     (["--env", "DeepSea-bsuite", "--env", "brax/ant", "--algo", "ppo", "--hidden-sizes", "x"],
      "argument --hidden-sizes: expected comma-separated integers"),

@@ -12,12 +12,13 @@ import pytest
 from conftest import slow
 
 import envs
+from jaxrl.claims import CLAIMS
 from jaxrl import buffers, stats
 from jaxrl.agents.dqn import dqn_loss
 from jaxrl.agents.dqn.train import QNetwork
 from jaxrl.agents.natural_dqn import NaturalDQNConfig, make_train
 from jaxrl.cli import main
-from jaxrl.runner import run, seed_key
+from jaxrl.runner import seed_key
 from jaxrl.runner.plan import stack_configs
 from jaxrl.optim import fisher_preconditioner
 
@@ -132,15 +133,15 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, message):
 
 
 @pytest.mark.timeout(400)
-@pytest.mark.parametrize("solver, threshold", [
-    pytest.param("gram", 300, marks=slow(
+@pytest.mark.parametrize("solver", [
+    pytest.param("gram", marks=slow(
         "gram's learning test takes 3 min on the 2-core CPU; every run still checks gram's step "
         "against the optimizer's (test_the_step_inside_dqn_...[gram])")),
-    pytest.param("cg", 300, marks=slow(
+    pytest.param("cg", marks=slow(
         "cg's learning test takes 80 s on the 2-core CPU; every run still checks the Fisher "
         "solvers against dense references (test_optim.py) and K-FAC's learning")),
-    ("kfac", 400)])
-def test_natural_dqn_learns_cartpole(solver, threshold):
+    "kfac"])
+def test_natural_dqn_learns_cartpole(solver):
     """Each solver's defaults (gram: lr 0.1, damping 0.1, delta 0.1; cg and kfac: SOLVER_DEFAULTS,
     lr 1 and damping 0.3; cg 10 steps), 200k steps, 8 seeds. At gram's defaults cg reached only IQM
     260 and kfac 290 (on tuning seeds); kfac at its own, 442 here (before the Gauss-Jordan
@@ -152,15 +153,9 @@ def test_natural_dqn_learns_cartpole(solver, threshold):
     machine gram's IQM was 368 and cg's 354 (per-seed 134..479), on the earlier one >= 400. So
     gram and cg are held at 300 (a random policy scores ~22; CartPole-v0's "solved" was 195),
     kfac, >= 400 on both machines, at 400."""
-    config = NaturalDQNConfig.for_solver(solver, **LEARNING[solver])
-    results = run("natural_dqn", "CartPole-v1", [config], range(8), progress=None)
-    final = results.final_return()[0]
-    assert np.all(np.isfinite(final)), final
-    assert stats.iqm(final) >= threshold, final
-
-
-LEARNING = {"gram": dict(total_steps=200_000), "cg": dict(total_steps=200_000),
-            "kfac": dict(total_steps=200_000)}
+    claim = CLAIMS[f"natural_dqn-{solver}/CartPole-v1"]
+    final = claim.final_returns(range(8))
+    assert stats.iqm(final) >= claim.threshold, final
 
 
 def test_cli_applies_the_solvers_defaults_unless_given(tmp_path):

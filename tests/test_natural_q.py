@@ -23,7 +23,7 @@ def nq():
 @pytest.mark.parametrize("args, message", [
     (["--size", "huge"], "--size: invalid choice: 'huge'"),
     (["--envs", "Pong-v0"], "--envs: got 'Pong-v0', allowed: CartPole-v1, Acrobot-v1, Breakout-MinAtar"),
-    (["--methods", "dqn,adam"], "--methods: got 'dqn,adam', allowed: dqn, kfac, cg, gram"),
+    (["--methods", "dqn,adam"], "--methods: got 'dqn,adam', allowed: dqn, pqn, kfac, cg, gram"),
     (["--targets", "maybe"], "--targets: got 'maybe', allowed: on, off"),
     (["--test-seeds", "0"], "--test-seeds: got 0, must be >= 1"),
 ])
@@ -43,11 +43,12 @@ def test_out_that_is_a_file_is_refused(nq, tmp_path, capsys):
 @pytest.mark.timeout(240)
 def test_tiny_study_writes_cells_and_summary_and_resumes(nq, tmp_path, capsys):
     out = tmp_path / "study"
-    args = ["--size", "tiny", "--envs", "CartPole-v1", "--methods", "dqn,kfac", "--targets", "on",
+    args = ["--size", "tiny", "--envs", "CartPole-v1", "--methods", "dqn,pqn,kfac", "--targets", "off",
             "--out", str(out)]
     assert nq.main(args + ["--export", str(tmp_path / "summary.json")]) == 0
     cells = sorted(p.name for p in (out / "cells").iterdir())
-    assert cells == ["CartPole-v1__target-on__dqn.json", "CartPole-v1__target-on__kfac.json"]
+    assert cells == ["CartPole-v1__target-off__dqn.json", "CartPole-v1__target-off__kfac.json",
+                     "CartPole-v1__target-off__pqn.json"]
     cell = json.loads((out / "cells" / cells[1]).read_text())
     assert len(cell["grid"]) >= 7 and cell["best_lr"] in cell["grid"]
     assert np.shape(cell["tuning_final"]) == (len(cell["grid"]), 1)
@@ -57,23 +58,27 @@ def test_tiny_study_writes_cells_and_summary_and_resumes(nq, tmp_path, capsys):
     summary = json.loads((tmp_path / "summary.json").read_text())["studies"]["study"]
     assert summary == json.loads((out / "summary.json").read_text())
     rows = {row["method"]: row for row in summary["table"]}
-    assert set(rows) == {"dqn", "kfac"}
+    assert set(rows) == {"dqn", "pqn", "kfac"}
     for row in rows.values():
         for key in ("final_iqm", "auc_iqm", "collapse_frac", "cvar10", "sensitivity",
                     "time_matched_iqm"):
             point, lo, hi = row[key]
             assert lo <= point + 1e-9 and point <= hi + 1e-9, (key, row[key])
         assert 0 < row["sensitivity"][0] <= 1 and row["ms_per_update"] > 0
-    assert rows["dqn"]["cost_vs_dqn"] == 1.0 and "p_improve_vs_dqn" in rows["kfac"]
+    assert rows["dqn"]["cost_vs_dqn"] == pytest.approx(1.0) and "p_improve_vs_dqn" in rows["kfac"]
+    # PQN: an update is a rollout of num_envs x num_steps env steps, no warm-up
+    pqn = json.loads((out / "cells" / cells[2]).read_text())
+    assert pqn["warmup_updates"] == 0 and pqn["steps_per_update"] == 4 * 8
+    assert pqn["num_updates"] == 1600 // 32 and len(pqn["test_seeds"]) == 8
     timing = json.loads((out / "timing.json").read_text())
-    assert set(timing["CartPole-v1"]) == {"dqn", "kfac"}
-    assert {r["method"] for r in summary["aggregate"]} == {"dqn", "kfac"}
+    assert set(timing["CartPole-v1"]) == {"dqn", "pqn", "kfac"}
+    assert {r["method"] for r in summary["aggregate"]} == {"dqn", "pqn", "kfac"}
 
     # Running again skips the finished cells (their files are untouched).
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
     capsys.readouterr()
     assert nq.main(args) == 0
-    assert "2 cells already finished" in capsys.readouterr().out
+    assert "3 cells already finished" in capsys.readouterr().out
     assert stamps == {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
 
     # Other settings into the same folder: refused, nothing overwritten.
@@ -89,10 +94,10 @@ def test_collapse_and_window_statistics(nq):
     cell = dict(env="CartPole-v1", bin_mean=[[10, 480, 490, 200, 300], [10, 100, 480, 490, 500]],
                 bin_count=[[1] * 5] * 2, bin_edges=[0, 10, 20, 30, 40, 50],
                 test_final=[300, 500], warmup_updates=0, num_updates=50, final_window=5)
-    m = nq.seed_metrics(cell, ms_per_update=4.0, dqn_ms_per_update=2.0)
+    m = nq.seed_metrics(cell, ms_per_update=4.0, dqn_seconds=50 * 2.0 / 1e3)
     assert m["reached"].tolist() == [True, True] and m["collapsed"].tolist() == [True, False]
     np.testing.assert_allclose(m["time_matched"], [490, 480])  # DQN's time = half this run
-    wide = nq.seed_metrics({**cell, "final_window": 15}, ms_per_update=4.0, dqn_ms_per_update=2.0)
+    wide = nq.seed_metrics({**cell, "final_window": 15}, ms_per_update=4.0, dqn_seconds=50 * 2.0 / 1e3)
     np.testing.assert_allclose(wide["time_matched"], [485, 290])  # bins 1 and 2: updates 10..24
     np.testing.assert_allclose(m["auc"], np.mean(cell["bin_mean"], axis=1) / 500)
     assert nq.cvar10(np.arange(20.0)) == pytest.approx(0.5)

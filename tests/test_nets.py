@@ -1,9 +1,11 @@
-"""The LAPACK-free orthogonal initialiser, and the vmapped-QR deadlock it avoids."""
+"""The LAPACK-free orthogonal initialiser, the vmapped-QR deadlock it avoids, the activations."""
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl.nets import orthogonal
+from jaxrl.nets import ACTIVATIONS, MLP, orthogonal
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -45,3 +47,14 @@ for seeds in (2, 4, 2):
 print(out.shape[0])
 """, env={"JAXRL_CPU_DEVICES": "1"}, timeout=90)
     assert out.strip().endswith("2")
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_every_listed_activation_is_the_flax_function(activation):
+    """MLP's hidden activation is flax.linen's function of that name (a plain reference)."""
+    mlp = MLP((3,), 2, activation)
+    x = jnp.linspace(-2.0, 2.0, 8).reshape(2, 4)
+    params = mlp.init(jax.random.PRNGKey(0), x)["params"]
+    hidden = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"]
+    want = getattr(nn, activation)(hidden) @ params["Dense_1"]["kernel"] + params["Dense_1"]["bias"]
+    np.testing.assert_allclose(mlp.apply({"params": params}, x), want, rtol=1e-5, atol=1e-6)

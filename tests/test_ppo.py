@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import envs
+from jaxrl.claims import CLAIMS
 from jaxrl import stats
 from jaxrl.agents.ppo import PPOConfig, make_train
 from jaxrl.runner import run, seed_key
@@ -57,8 +58,8 @@ def iqm_final_return(results):
 @pytest.mark.timeout(600)
 def test_ppo_learns_cartpole():
     """PureJaxRL's CartPole settings reach the 500 cap; require IQM >= 450 over 8 seeds."""
-    results = run("ppo", "CartPole-v1", [PPOConfig(total_steps=500_000)], range(8), progress=None)
-    assert iqm_final_return(results) >= 450
+    claim = CLAIMS["ppo/CartPole-v1"]
+    assert stats.iqm(claim.final_returns(range(8))) >= claim.threshold
 
 
 @pytest.mark.timeout(600)
@@ -66,10 +67,8 @@ def test_ppo_learns_pendulum():
     """Continuous PPO on Pendulum-v1. A random policy scores about -1200; RLlib's tuned PPO example
     stops at -400 within 400k steps, and these settings reached IQM -201 at 400k and about -300
     at 300k (8 seeds); require IQM >= -400 at 300k steps over 8 seeds."""
-    config = PPOConfig(total_steps=300_000, num_envs=16, num_steps=64, update_epochs=10,
-                       num_minibatches=16, lr=1e-3, gamma=0.95, gae_lambda=0.9, ent_coef=0.0)
-    results = run("ppo", "Pendulum-v1", [config], range(8), progress=None)
-    assert iqm_final_return(results) >= -400
+    claim = CLAIMS["ppo/Pendulum-v1"]
+    assert stats.iqm(claim.final_returns(range(8))) >= claim.threshold
 
 
 def test_ppo_runs_on_a_brax_mjx_env():

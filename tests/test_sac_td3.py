@@ -12,17 +12,18 @@ import numpy as np
 import pytest
 
 import envs
+from jaxrl.claims import CLAIMS
 from jaxrl import stats
 from jaxrl.agents import get_algo
 from jaxrl.agents.continuous import critic_loss
-from jaxrl.agents.ddpg import DDPGConfig, deterministic_target
+from jaxrl.agents.ddpg import deterministic_target
 from jaxrl.agents.offpolicy import num_warmup_steps
 from jaxrl.agents.sac import (SACConfig, sac_actor_loss, sample_tanh_gaussian, soft_target,
                               tanh_gaussian_log_prob, temperature_loss)
 from jaxrl.agents.sac.losses import LOG_STD_MAX, LOG_STD_MIN, squash_log_std
-from jaxrl.agents.td3 import TD3Config, smoothed_target_action
+from jaxrl.agents.td3 import smoothed_target_action
 from jaxrl.cli import main
-from jaxrl.runner import run, seed_key
+from jaxrl.runner import seed_key
 from conftest import reproducible_run, slow
 
 pytestmark = pytest.mark.timeout(120)
@@ -183,17 +184,14 @@ def test_with_params_rebuilds_targets_and_optimizer_states(algo):
 
 # ---------------------------------------------------------------------------------- learning
 
-def learns(algo, config, threshold):
-    results = run(algo, "Pendulum-v1", [config], range(8), progress=None)
-    final = results.final_return()[0]
-    assert np.all(np.isfinite(final)), final
-    assert stats.iqm(final) >= threshold, final
-
-
-# Small networks (64x64, batch 128) and parallel envs keep each test near a minute on 2 shared
-# CPU cores; the RL zoo's Pendulum-v1 runs (20k steps, 1 env, a gradient step per env step, lr
-# 1e-3, 256x256 or 400x300) reach about -157 (SAC) and -152 (TD3). Random play scores about -1200.
-FAST = dict(batch_size=128, hidden_sizes=(64, 64))
+def learns(algo):
+    """The claim's IQM over seeds 0-7. Its setting (jaxrl/claims.py) is small (64x64, batch 128)
+    and parallel envs keep each test near a minute on 2 shared CPU cores; the RL zoo's Pendulum-v1
+    runs (20k steps, 1 env, a gradient step per env step, lr 1e-3, 256x256 or 400x300) reach about
+    -157 (SAC) and -152 (TD3). Random play scores about -1200."""
+    claim = CLAIMS[f"{algo}/Pendulum-v1"]
+    final = claim.final_returns(range(8))
+    assert stats.iqm(final) >= claim.threshold, final
 
 
 @pytest.mark.timeout(180)
@@ -203,7 +201,7 @@ def test_sac_learns_pendulum():
     -480 and -498), 74 s with compile on the loaded 2-core machine. IQM >= -400 says the middle
     seeds swing the pendulum up and hold it, with room for a third slow seed or float
     differences across machines; with random play the IQM is about -1200."""
-    learns("sac", SACConfig(**FAST, total_steps=20_000, num_envs=4, learning_starts=2_000), -400)
+    learns("sac")
 
 
 @pytest.mark.timeout(180)
@@ -212,8 +210,7 @@ def test_td3_learns_pendulum():
     batch 128, 2 envs, 16k steps (8k gradient steps), learning_starts 1k: a final-return IQM of
     -149 over these 8 seeds (seven between -97 and -172, one at -399), 30 s with compile. At 4
     envs (5k gradient steps) it was still at -440 to -510, so IQM >= -300 says it learned."""
-    learns("td3", TD3Config(**FAST, total_steps=16_000, num_envs=2, learning_starts=1_000,
-                            lr=1e-3), -300)
+    learns("td3")
 
 
 @pytest.mark.timeout(180)
@@ -221,8 +218,7 @@ def test_ddpg_learns_pendulum():
     """DDPG as TD3's test (lr 1e-3, 64x64, batch 128, 2 envs, 16k steps, learning_starts 1k): a
     final-return IQM of -153 over these 8 seeds (all between -93 and -184), 46 s with compile;
     IQM >= -300 as for TD3."""
-    learns("ddpg", DDPGConfig(**FAST, total_steps=16_000, num_envs=2, learning_starts=1_000,
-                              lr=1e-3), -300)
+    learns("ddpg")
 
 
 @pytest.mark.timeout(300)

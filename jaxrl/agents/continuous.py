@@ -92,7 +92,7 @@ class ActorCriticConfig:
                                    "actor steps each time); the critics learn every gradient step")
     hidden_sizes: tuple[int, ...] = static((256, 256), "hidden layer widths of the actor and of "
                                            "each critic, e.g. 256,256")
-    activation: str = static("relu", "hidden activation: tanh, relu or gelu", choices=ACTIVATIONS)
+    activation: str = static("relu", "hidden activation", choices=ACTIVATIONS)
     gamma: float = hparam(0.99, "discount factor", high=1.0)
     tau: float = hparam(0.005, "target network Polyak rate; 1.0 = hard copy", low_open=True,
                         high=1.0)

@@ -3,7 +3,10 @@ state, and each segment's metrics in a file of its own (so saving stays linear i
 length)."""
 from __future__ import annotations
 
+import json
+import math
 import os
+import tempfile
 
 import jax
 import numpy as np
@@ -143,4 +146,31 @@ class quiet_orbax:
         sys.unraisablehook = self.hook
         for logger, level in zip(self.loggers, self.levels):
             logger.setLevel(level)
+
+
+def plain(x):
+    """`x` with NumPy scalars and arrays as plain Python (non-finite floats as None): JSON-ready."""
+    if isinstance(x, dict):
+        return {k: plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return plain(x.tolist())
+    if isinstance(x, (float, np.floating)):
+        return None if not math.isfinite(float(x)) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def write_json(path: str, obj, indent: int | None = None) -> None:
+    """`plain(obj)` as JSON, written whole or not at all (a temporary file in the same folder,
+    then a rename), so a crash never leaves half a file."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(plain(obj), f, indent=indent, separators=None if indent else (",", ":"))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
 

@@ -30,10 +30,10 @@ class DQNConfig:
                                            "target network (targets from the online network)",
                                            minimum=0)
     hidden_sizes: tuple[int, ...] = static((64, 64), "hidden layer widths of the Q network, e.g. 64,64")
-    activation: str = static("relu", "hidden activation: tanh, relu or gelu", choices=ACTIVATIONS)
+    activation: str = static("relu", "hidden activation", choices=ACTIVATIONS)
     double: bool = static(True, "double DQN: the online network picks the next action, the target "
                           "network values it", minimum=None)
-    loss: str = static("mse", "TD loss: huber or mse", choices=("huber", "mse"))
+    loss: str = static("mse", "TD loss", choices=("huber", "mse"))
     lr: float = hparam(4e-4, "Adam learning rate (traced: sweeping it does not recompile)", low_open=True)
     gamma: float = hparam(0.99, "discount factor", high=1.0)
     tau: float = hparam(1.0, "target update rate (Polyak); 1.0 = hard copy every "

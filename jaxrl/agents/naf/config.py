@@ -32,7 +32,7 @@ class NAFConfig:
                             "rows per run", minimum=0)
     hidden_sizes: tuple[int, ...] = static((64, 64), "hidden layer widths of the NAF network, "
                                            "e.g. 64,64")
-    activation: str = static("relu", "hidden activation: tanh, relu or gelu", choices=ACTIVATIONS)
+    activation: str = static("relu", "hidden activation", choices=ACTIVATIONS)
     diagonal_p: bool = static(False, "diagonal P(s) (A entries) instead of P = L L^T with a full "
                               "lower-triangular L (A(A+1)/2 entries)", minimum=None)
     lr: float = hparam(1e-3, "Adam learning rate (traced: sweeping it does not recompile)",

@@ -16,7 +16,7 @@ class PPOConfig:
     update_epochs: int = static(4, "passes over each rollout")
     num_minibatches: int = static(4, "minibatches per epoch; must divide num_envs x num_steps")
     hidden_sizes: tuple[int, ...] = static((64, 64), "hidden layer widths of actor and critic, e.g. 64,64")
-    activation: str = static("tanh", "hidden activation: tanh, relu or gelu", choices=ACTIVATIONS)
+    activation: str = static("tanh", "hidden activation", choices=ACTIVATIONS)
     anneal_lr: bool = static(True, "decay the learning rate linearly to 0 over training", minimum=None)
     normalize_obs: bool = static(False, "normalise observations by running statistics", minimum=None)
     lr: float = hparam(2.5e-4, "Adam learning rate (traced: sweeping it does not recompile)", low_open=True)

@@ -20,7 +20,7 @@ class PQNConfig:
     num_minibatches: int = static(16, "minibatches per epoch; must divide num_envs x num_steps")
     hidden_sizes: tuple[int, ...] = static((120, 84), "hidden layer widths of the Q network "
                                            "(each followed by LayerNorm), e.g. 120,84")
-    activation: str = static("relu", "hidden activation: tanh, relu or gelu", choices=ACTIVATIONS)
+    activation: str = static("relu", "hidden activation", choices=ACTIVATIONS)
     anneal_lr: bool = static(True, "decay the learning rate linearly to 0 over training",
                              minimum=None)
     lr: float = hparam(2.5e-4, "RAdam learning rate (traced: sweeping it does not recompile)",

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Sets up the peers that speed ratios are measured against, each in its own venv outside the repo
+# (they need other versions of our dependencies). Usage: scripts/setup_peers.sh [rejax] [sb3]
+#   rejax: rejax 0.1.3 (pure JAX; needs the pre-1.0 gymnax step API) in ~/.cache/rejax-peer,
+#          run by ../shared/peers/rejax_bench.py; scripts/bench.py --peer ~/.cache/rejax-peer/bin/python
+set -euo pipefail
+PEERS=${PEERS_DIR:-$HOME/.cache}
+for peer in "${@:-rejax}"; do
+  case "$peer" in
+    rejax)
+      python3 -m venv "$PEERS/rejax-peer"
+      "$PEERS/rejax-peer/bin/pip" install -q "rejax==0.1.3" "gymnax==0.0.9" six
+      "$PEERS/rejax-peer/bin/python" -c "import rejax; print('rejax peer:', '$PEERS/rejax-peer/bin/python')" ;;
+    *) echo "setup_peers.sh: unknown peer '$peer' (choose from: rejax)" >&2; exit 2 ;;
+  esac
+done
