@@ -144,6 +144,14 @@ class SearchState:
     key: jax.Array
 
 
+def keep_better(state: SearchState, candidate, score: jax.Array, key: jax.Array) -> SearchState:
+    """The candidate with its score if the score is strictly higher than the incumbent's, else
+    the incumbent (random search's and hill climbing's one rule)."""
+    better = score > state.score
+    params = jax.tree.map(lambda c, p: jnp.where(better, c, p), candidate, state.params)
+    return SearchState(params, jnp.where(better, score, state.score), key)
+
+
 def unscored(config, state: SearchState, params) -> SearchState:
     """`with_params` of random search and hill climbing: the params become the incumbent,
     unscored."""

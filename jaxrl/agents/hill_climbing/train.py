@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl.agents.base import Trainer, play
-from jaxrl.agents.episodes import (SearchState, draw, episode_stats, episodic_trainer, params_like,
-                                   score_network, sign_action, unscored, validate_episodic)
+from jaxrl.agents.episodes import (SearchState, draw, episode_stats, episodic_trainer, keep_better,
+                                   params_like, score_network, sign_action, unscored, validate_episodic)
 from jaxrl.agents.hill_climbing.config import HillClimbingConfig
 
 validate = validate_episodic
@@ -33,13 +33,9 @@ def make_train(config: HillClimbingConfig, env, env_params) -> Trainer:
         candidate = jax.tree.map(lambda p, n: p + jnp.where(scored, n, 0.0), state.params, noise)
         out = play(env, env_params, lambda obs, _: sign_action(network.apply(candidate, obs)),
                    play_key, config.num_envs, config.max_steps)
-        score = out["return"].mean()
-        accept = score > state.score
-        params = jax.tree.map(lambda c, p: jnp.where(accept, c, p), candidate, state.params)
-        return SearchState(params, jnp.where(accept, score, state.score), key), {
-            **episode_stats(out["return"], out["length"]),
-            "best_return": jnp.where(accept, score, state.score),
-            "accepted": accept.astype(jnp.float32)}
+        new = keep_better(state, candidate, out["return"].mean(), key)
+        return new, {**episode_stats(out["return"], out["length"]), "best_return": new.score,
+                     "accepted": (new.score > state.score).astype(jnp.float32)}
 
     return episodic_trainer(init, update, config.num_candidates, network, env, env_params,
                             unscored)

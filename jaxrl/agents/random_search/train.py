@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from jaxrl.agents.base import Trainer, play
 from jaxrl.agents.episodes import (SearchState, check_divides, draw, episode_stats, episodic_trainer,
-                                   params_like, score_network, sign_action, unscored,
+                                   keep_better, params_like, score_network, sign_action, unscored,
                                    validate_episodic)
 from jaxrl.agents.random_search.config import RandomSearchConfig
 
@@ -49,11 +49,8 @@ def make_train(config: RandomSearchConfig, env, env_params) -> Trainer:
         returns, lengths = score_each(env, env_params, network, candidates, play_key,
                                       config.max_steps)
         best = jnp.argmax(returns)  # the first best
-        better = returns[best] > state.score
-        params = jax.tree.map(lambda c, p: jnp.where(better, c[best], p), candidates, state.params)
-        score = jnp.where(better, returns[best], state.score)
-        return SearchState(params, score, key), {**episode_stats(returns, lengths),
-                                                 "best_return": score}
+        state = keep_better(state, jax.tree.map(lambda c: c[best], candidates), returns[best], key)
+        return state, {**episode_stats(returns, lengths), "best_return": state.score}
 
     return episodic_trainer(init, update, config.num_candidates // batch, network, env, env_params,
                             unscored)
