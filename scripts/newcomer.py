@@ -21,27 +21,31 @@ bootstrap CI); the median, IQM and their 95% stratified bootstrap CIs (`jaxrl.st
 the seeds that got there.
 
 Each cell is written to OUT/cells/CELL.json as it finishes (atomically) and OUT/summary.json is
-rebuilt after every cell; the same command resumes, skipping finished cells. An OUT made with
-other settings is refused (exit 2).
+rebuilt after every cell; the same command resumes, skipping finished cells (and runs cells added
+since). An OUT made with other settings, or holding a cell defined otherwise, is refused (exit 2).
 
 Sizes: tiny (a smoke test: 8 seeds, small budgets, used by the notebook's small run); cpu (1000
 seeds per linear cell, 16 per MLP cell, the budgets below; ~35 min on a 2-core CPU shared
 with two other jobs).
 
-    .venv/bin/python scripts/newcomer.py --size cpu --out runs/newcomer-cpu --export notebooks/newcomer_cpu.json
+    .venv/bin/python scripts/newcomer.py --size cpu --out runs/newcomer-cpu \
+        --export notebooks/newcomer_cpu.json
     .venv/bin/python scripts/newcomer.py --size tiny --cells rs-gaussian,pg --out /tmp/newcomer
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded from a notebook
+from natural_q import (Parser, UsageError, floats, load_cells, log,  # noqa: E402  the study helpers
+                       write_json)
+from natural_q import _plain as plain  # noqa: E402
 
 ENV = "CartPole-v1"
 PERFECT = 500.0  # CartPole-v1's best return: 500 steps of reward 1
@@ -54,6 +58,9 @@ CELLS = {
     "rs-gaussian": ("random_search", "linear", dict(distribution="gaussian"), None),
     "hc": ("hill_climbing", "linear", {}, ("noise_scale", [0.3, 1.0])),
     "pg": ("linear_pg", "linear", {}, None),
+    # scored by the mean of 5 episodes: the same budget of episodes buys a fifth of the candidates
+    "hc-5ep": ("hill_climbing", "linear", dict(num_envs=5, num_candidates=100, noise_scale=1.0),
+               None),
     "rs-gaussian-mlp": ("random_search", "mlp", dict(distribution="gaussian"), None),
     "hc-mlp": ("hill_climbing", "mlp", {}, ("noise_scale", [0.3, 1.0])),
     "pg-mlp": ("linear_pg", "mlp", {}, ("lr", [0.1, 0.01])),
@@ -70,15 +77,6 @@ SIZES = {
         "hill_climbing": dict(num_candidates=200),
         "linear_pg": dict(num_updates=60, num_envs=8)}),
 }
-
-
-class UsageError(Exception):
-    pass
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
 
 
 def parse(argv):
@@ -108,8 +106,12 @@ def parse(argv):
 def settings_of(size: str) -> dict:
     s = SIZES[size]
     return {"size": size, "env": ENV, "perfect": PERFECT, "eval_episodes": EVAL_EPISODES,
-            "mlp": list(MLP), **s, "cells": {k: [v[0], v[1], v[2], v[3] and list(v[3])]
-                                             for k, v in CELLS.items()}}
+            "mlp": list(MLP), **s}
+
+
+def definition(cell: str) -> list:
+    """A cell's definition as its JSON records it (a finished cell made otherwise is refused)."""
+    return plain(list(CELLS[cell]))
 
 
 def configs_of(cell: str, settings: dict) -> tuple[str, list]:
@@ -120,42 +122,11 @@ def configs_of(cell: str, settings: dict) -> tuple[str, list]:
     algo, policy, fields, rows = CELLS[cell]
     spec = get_algo(algo)
     hidden = tuple(settings["mlp"]) if policy == "mlp" else ()
-    base = spec.Config(**settings["budgets"][algo], **fields, hidden_sizes=hidden)
+    base = spec.Config(**{**settings["budgets"][algo], **fields}, hidden_sizes=hidden)
     if rows is None:
         return algo, [base]
     name, values = rows
     return algo, [base.replace(**{name: v}) for v in values]
-
-
-def write_json(path, obj):
-    """Atomic: a temporary file in the same folder, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(plain(obj), f, separators=(",", ":"))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
-def plain(x):
-    if isinstance(x, dict):
-        return {k: plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [plain(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return plain(x.tolist())
-    if isinstance(x, (float, np.floating)):
-        return None if not math.isfinite(float(x)) else float(x)
-    if isinstance(x, (np.integer, np.bool_)):
-        return x.item()
-    return x
-
-
-def floats(x):
-    return np.asarray([np.nan if v is None else v for v in np.ravel(x)], float).reshape(np.shape(x))
-
-
-def log(msg):
-    print(time.strftime("%H:%M:%S"), msg, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,7 +185,8 @@ def run_cell(cell: str, settings: dict, path: str) -> dict:
                          budget_episodes=float(metrics["episode_return_count"].sum(-1)[0]),
                          final_eval=metrics["eval_return_mean"][:, -1],
                          diverged=results.diverged[i]))
-    cell_out = dict(cell=cell, algo=algo, policy=CELLS[cell][1], seeds=seeds,
+    cell_out = dict(cell=cell, definition=definition(cell), algo=algo, policy=CELLS[cell][1],
+                    seeds=seeds,
                     eval_every=eval_every, num_updates=num_updates, rows=rows,
                     compile_seconds=results.compile_seconds, run_seconds=results.run_seconds,
                     wall_seconds=time.perf_counter() - t0)
@@ -265,15 +237,6 @@ def summarise(settings: dict, cells: dict) -> dict:
                          for c in CELLS if c in cells for r in cells[c]["rows"]}}
 
 
-def load_cells(folder):
-    cells = {}
-    if os.path.isdir(folder):
-        for f in sorted(os.listdir(folder)):
-            if f.endswith(".json"):
-                cells[f[:-5]] = json.load(open(os.path.join(folder, f)))
-    return cells
-
-
 def markdown(summary: dict) -> str:
     """The tables of docs/newcomer.md: one line per method row."""
     def fmt(d):
@@ -303,10 +266,15 @@ def main(argv=None) -> int:
         if os.path.isdir(args.out):
             if not os.path.exists(study_path):
                 if os.listdir(args.out):
-                    raise UsageError(f"--out: {args.out} exists and holds no study; choose a new folder")
+                    raise UsageError(f"--out: {args.out} exists and holds no study; "
+                                     "choose a new folder")
             elif json.load(open(study_path)) != plain(settings):
                 raise UsageError(f"--out: {args.out} holds a study with different settings; "
                                  "choose a new folder (results are never overwritten)")
+            for name, cell in load_cells(os.path.join(args.out, "cells")).items():
+                if name not in CELLS or cell["definition"] != definition(name):
+                    raise UsageError(f"--out: cell {name} in {args.out} was made with another "
+                                     "definition; choose a new folder")
     except UsageError as error:
         print(f"newcomer.py: error: {error}", file=sys.stderr)
         return 2
@@ -323,8 +291,10 @@ def main(argv=None) -> int:
             continue
         log(f"cell {cell}: start")
         out = run_cell(cell, settings, os.path.join(cells_dir, cell + ".json"))
-        log(f"cell {cell}: done in {out['wall_seconds']:.0f}s (compile {out['compile_seconds']:.0f}s)")
-        write_json(os.path.join(args.out, "summary.json"), summarise(settings, load_cells(cells_dir)))
+        log(f"cell {cell}: done in {out['wall_seconds']:.0f}s "
+            f"(compile {out['compile_seconds']:.0f}s)")
+        write_json(os.path.join(args.out, "summary.json"),
+                   summarise(settings, load_cells(cells_dir)))
     summary = summarise(settings, load_cells(cells_dir))
     write_json(os.path.join(args.out, "summary.json"), summary)
     print(markdown(summary))

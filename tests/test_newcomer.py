@@ -87,38 +87,39 @@ def test_random_search_keeps_the_first_best_and_only_improvements():
 
 @pytest.fixture(scope="module")
 def random_search():
-    """10,000 candidates per seed in one update (one vmapped program), seed 0 at scale 1 and
-    at scale 8 (the same unit draws times 8, exact in floating point)."""
-    base = RandomSearchConfig(num_candidates=10_000, num_envs=10_000)
-    return run("random_search", "CartPole-v1", [base, base.replace(scale=8.0)], range(1),
-               progress=None, eval_every=1, eval_episodes=100, keep_params=True)
+    """10,000 candidates in one update (one vmapped program), greedy evaluation at the end."""
+    return run("random_search", "CartPole-v1", [RandomSearchConfig()], range(1), progress=None,
+               eval_every=1, eval_episodes=100)
 
 
 def test_random_search_with_10000_candidates_finds_a_perfect_policy(random_search):
-    """About 3% of Gaussian directions score 500 in one episode (measured: 3.1% of 100,000;
-    docs/newcomer.md), so 10,000 candidates miss one with probability 0.97^10000 ~ 1e-132."""
+    """About 3% of Gaussian directions score 500 in one episode (measured: 3.2% over 1,000
+    seeds, docs/newcomer.md), so 10,000 candidates miss one with probability 0.97^10000 ~
+    1e-132; the first comes early (the median seed needs 21)."""
     m = random_search.metrics
-    assert m["episode_return_count"].shape == (2, 1, 1) and np.all(m["episode_return_count"] == 1e4)
+    assert m["episode_return_count"].shape == (1, 1, 1) and m["episode_return_count"][0, 0, 0] == 1e4
     np.testing.assert_array_equal(m["best_return"], 500.0)
-    assert np.all(m["first_best"] <= 1000)  # the first perfect one comes early
-
-
-def test_the_sign_policy_is_scale_invariant(random_search):
-    """Only directions count: scaling every candidate by 8 changes no episode."""
-    m = random_search.metrics
-    for name in ("episode_return_mean", "episode_length_mean", "first_best", "eval_return_mean"):
-        np.testing.assert_array_equal(m[name][0], m[name][1], err_msg=name)
-    w = random_search.final_params["params"]["Dense_0"]["kernel"]
-    np.testing.assert_allclose(w[1], 8.0 * w[0], rtol=0)
+    assert m["first_best"][0, 0, 0] <= 200
 
 
 @pytest.fixture(scope="module")
 def hill_climbing():
-    """16 seeds x two noise scales in one program, 300 candidates each."""
+    """16 seeds x three rows in one program, 300 candidates each: noise scale 1.0, 0.1, and
+    init and noise scales 8 (the first row's draws times 8, exact in floating point)."""
     base = HillClimbingConfig(num_candidates=300)
     return run("hill_climbing", "CartPole-v1", [base.replace(noise_scale=1.0),
-                                                base.replace(noise_scale=0.1)], range(16),
-               progress=None)
+                                                base.replace(noise_scale=0.1),
+                                                base.replace(init_scale=8.0, noise_scale=8.0)],
+               range(16), progress=None, keep_params=True)
+
+
+def test_the_sign_policy_is_scale_invariant(hill_climbing):
+    """Only directions count: scaling the start and every perturbation by 8 changes no episode."""
+    m = hill_climbing.metrics
+    for name in ("episode_return_mean", "episode_length_mean", "best_return", "accepted"):
+        np.testing.assert_array_equal(m[name][0], m[name][2], err_msg=name)
+    w = hill_climbing.final_params["params"]["Dense_0"]["kernel"]
+    np.testing.assert_array_equal(w[2], 8.0 * w[0])
 
 
 def test_hill_climbing_only_accepts_improvements(hill_climbing):

@@ -10,7 +10,7 @@ numbered in order: updates in order, and within an update in batch order (candid
 index), which is what `first_best` counts in."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -150,6 +150,17 @@ def keep_better(state: SearchState, candidate, score: jax.Array, key: jax.Array)
     better = score > state.score
     params = jax.tree.map(lambda c, p: jnp.where(better, c, p), candidate, state.params)
     return SearchState(params, jnp.where(better, score, state.score), key)
+
+
+def search_init(like, scale_of: Callable):
+    """`init(config, key)` of random search and hill climbing: an incumbent drawn from
+    `config.distribution` at scale `scale_of(config)`, unscored."""
+    def init(config, key):
+        key, draw_key = jax.random.split(key)
+        return SearchState(draw(draw_key, like, config.distribution, scale_of(config)),
+                           jnp.float32(-jnp.inf), key)
+
+    return init
 
 
 def unscored(config, state: SearchState, params) -> SearchState:

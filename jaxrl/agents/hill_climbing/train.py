@@ -9,8 +9,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl.agents.base import Trainer, play
-from jaxrl.agents.episodes import (SearchState, draw, episode_stats, episodic_trainer, keep_better,
-                                   params_like, score_network, sign_action, unscored, validate_episodic)
+from jaxrl.agents.episodes import (draw, episode_stats, episodic_trainer, keep_better,
+                                   params_like, score_network, search_init, sign_action, unscored,
+                                   validate_episodic)
 from jaxrl.agents.hill_climbing.config import HillClimbingConfig
 
 validate = validate_episodic
@@ -19,11 +20,6 @@ validate = validate_episodic
 def make_train(config: HillClimbingConfig, env, env_params) -> Trainer:
     network = score_network(config, env, env_params)
     like = params_like(network, env, env_params)
-
-    def init(config, key):
-        key, draw_key = jax.random.split(key)
-        return SearchState(draw(draw_key, like, config.distribution, config.init_scale),
-                           jnp.float32(-jnp.inf), key)
 
     def update(config, state, index):
         del index
@@ -37,5 +33,6 @@ def make_train(config: HillClimbingConfig, env, env_params) -> Trainer:
         return new, {**episode_stats(out["return"], out["length"]), "best_return": new.score,
                      "accepted": (new.score > state.score).astype(jnp.float32)}
 
+    init = search_init(like, lambda config: config.init_scale)
     return episodic_trainer(init, update, config.num_candidates, network, env, env_params,
                             unscored)

@@ -40,7 +40,8 @@ def reinforce_loss(params, score_fn: Callable, episodes: dict, gamma) -> tuple[j
     returns = returns_to_go(episodes["reward"], alive, gamma)
     advantage = jax.lax.stop_gradient(returns - time_baseline(returns, alive)[:, None])
     score = score_fn(params, episodes["obs"])
-    loss = -(alive * logistic_log_prob(score, episodes["action"]) * advantage).sum() / alive.shape[1]
+    log_prob = logistic_log_prob(score, episodes["action"])
+    loss = -(alive * log_prob * advantage).sum() / alive.shape[1]
     steps = jnp.maximum(alive.sum(), 1)
     p = jax.nn.sigmoid(score)
     entropy = -(p * jax.nn.log_sigmoid(score) + (1 - p) * jax.nn.log_sigmoid(-score))

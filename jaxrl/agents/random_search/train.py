@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl.agents.base import Trainer, play
-from jaxrl.agents.episodes import (SearchState, check_divides, draw, episode_stats, episodic_trainer,
-                                   keep_better, params_like, score_network, sign_action, unscored,
-                                   validate_episodic)
+from jaxrl.agents.episodes import (check_divides, draw, episode_stats, episodic_trainer,
+                                   keep_better, params_like, score_network, search_init,
+                                   sign_action, unscored, validate_episodic)
 from jaxrl.agents.random_search.config import RandomSearchConfig
 
 
@@ -33,11 +33,6 @@ def make_train(config: RandomSearchConfig, env, env_params) -> Trainer:
     like = params_like(network, env, env_params)
     batch = config.num_envs
 
-    def init(config, key):
-        key, draw_key = jax.random.split(key)
-        return SearchState(draw(draw_key, like, config.distribution, config.scale),
-                           jnp.float32(-jnp.inf), key)
-
     def update(config, state, index):
         del index
         key, draw_key, play_key = jax.random.split(state.key, 3)
@@ -52,5 +47,6 @@ def make_train(config: RandomSearchConfig, env, env_params) -> Trainer:
         state = keep_better(state, jax.tree.map(lambda c: c[best], candidates), returns[best], key)
         return state, {**episode_stats(returns, lengths), "best_return": state.score}
 
-    return episodic_trainer(init, update, config.num_candidates // batch, network, env, env_params,
-                            unscored)
+    init = search_init(like, lambda config: config.scale)
+    return episodic_trainer(init, update, config.num_candidates // batch, network, env,
+                            env_params, unscored)
