@@ -432,7 +432,8 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
     if not args.resume:
         with open(claim.path("config.json"), "w") as f:
             json.dump(run_record(args, config), f, indent=2)
-    print(f"training {args.algo} on {args.env}: {args.seeds} seeds x {config.total_steps} steps",
+    steps = args.plan.trainer.num_updates * args.plan.spec.steps_per_update(config)
+    print(f"training {args.algo} on {args.env}: {args.seeds} seeds x {steps} steps",
           flush=True)
     checkpoints = claim.path("checkpoints")
     sinks = [LiveTable(claim.path("metrics.csv"))]

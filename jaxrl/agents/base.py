@@ -160,11 +160,14 @@ def batched_env(env, env_params, num_envs: int):
             lambda keys, states, actions: step(keys, states, actions, params))
 
 
-def evaluate(env, env_params, act: Callable, key: jax.Array, num_episodes: int,
-             max_steps: int) -> dict:
-    """Return, length of the first episode of each of `num_episodes` fresh envs under `act`
-    (deterministic actions), each run for at most `max_steps` steps (spread over the tasks of a
-    task table like training envs)."""
+def play(env, env_params, act: Callable, key: jax.Array, num_episodes: int, max_steps: int,
+         record: bool = False) -> dict:
+    """The first episode of each of `num_episodes` fresh envs under `act(obs [E, ...], key) ->
+    actions [E]`, each env run for `max_steps` steps and masked after its episode ends (spread
+    over the tasks of a task table like training envs). Returns "return" and "length" [E]; with
+    `record`, also the [T, E] "obs", "action", "reward" (0 after the end) and "alive" (1 for the
+    steps of the episode). Evaluation and the episode agents (random search, hill climbing,
+    linear_pg) play episodes through it."""
     reset_key, step_key = jax.random.split(key)
     reset_envs, step_envs = batched_env(env, env_params, num_episodes)
     obs, state = reset_envs(jax.random.split(reset_key, num_episodes))
@@ -172,18 +175,31 @@ def evaluate(env, env_params, act: Callable, key: jax.Array, num_episodes: int,
 
     def step(carry, key):
         obs, state, ret, length, alive = carry
-        obs, state, reward, terminated, truncated, _ = step_envs(
-            jax.random.split(key, num_episodes), state, act(obs))
-        ret = ret + reward * alive
+        action = act(obs, jax.random.fold_in(key, 1))  # the env keys stay split(key) as before
+        next_obs, state, reward, terminated, truncated, _ = step_envs(
+            jax.random.split(key, num_episodes), state, action)
+        reward = reward * alive
+        out = ({"obs": obs, "action": action, "reward": reward, "alive": alive} if record
+               else None)
+        ret = ret + reward
         length = length + alive
         alive = alive * (1.0 - jnp.logical_or(terminated, truncated))
-        return (obs, state, ret, length, alive), None
+        return (next_obs, state, ret, length, alive), out
 
-    (_, _, ret, length, _), _ = jax.lax.scan(
+    (_, _, ret, length, _), trajectory = jax.lax.scan(
         step, (obs, state, zeros, zeros, jnp.ones(num_episodes)),
         jax.random.split(step_key, max_steps))
-    return {"eval_return_mean": ret.mean(), "eval_return_std": ret.std(),
-            "eval_length_mean": length.mean()}
+    return {"return": ret, "length": length, **(trajectory or {})}
+
+
+def evaluate(env, env_params, act: Callable, key: jax.Array, num_episodes: int,
+             max_steps: int) -> dict:
+    """Mean and std of the return, mean length, of the first episode of each of `num_episodes`
+    fresh envs under `act(obs) -> actions` (deterministic actions), each run for at most
+    `max_steps` steps (`play`)."""
+    out = play(env, env_params, lambda obs, _: act(obs), key, num_episodes, max_steps)
+    return {"eval_return_mean": out["return"].mean(), "eval_return_std": out["return"].std(),
+            "eval_length_mean": out["length"].mean()}
 
 
 def minibatch_epochs(step: Callable, carry, batch, key: jax.Array, num_epochs: int,
