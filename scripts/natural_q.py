@@ -1,12 +1,14 @@
 """Is natural Q-learning better than regular Q-learning, and when? (issue 3)
 
-DQN (Adam) against natural DQN with each Fisher solver (gram, cg, kfac) on CartPole-v1,
-Acrobot-v1 and Breakout-MinAtar, each with and without a target network. Every method gets the
-same tuning budget: an 8-point step-size grid (DQN: Adam lr 6.25e-5 .. 8e-3; natural DQN: the
-trust-region step's eta_max 2^-7 .. 1; both factor-2 grids spanning 128x, both traced floats, so a
-grid is one compiled program) on tuning seeds 0..T-1, then the best setting (IQM final return,
+DQN (Adam) and PQN (RAdam; second edition) against natural DQN with each Fisher solver (gram,
+cg, kfac) on CartPole-v1, Acrobot-v1 and Breakout-MinAtar, the replay methods each with and without
+a target network (PQN has none: target-off cells only). Every method gets the same tuning budget:
+an 8-point step-size grid (DQN and PQN: lr 6.25e-5 .. 8e-3; natural DQN: the trust-region step's
+eta_max 2^-7 .. 1; both factor-2 grids spanning 128x, both traced floats, so a grid is one
+compiled program) on tuning seeds 0..T-1, then the best setting (IQM final return,
 `jaxrl.sweep.sweep`) re-run on fresh test seeds from jaxrl.sweep.TEST_SEED_OFFSET. Everything else
-is the library's defaults (jaxrl/agents/dqn/config.py), the same for every method.
+is the library's defaults (jaxrl/agents/*/config.py; natural DQN's per-solver SOLVER_DEFAULTS),
+the same for every method of a family.
 
 One cell = (env, target network on/off, method). Each finished cell is written to
 OUT/cells/CELL.json as soon as it completes (atomically), and OUT/summary.json is rebuilt after
@@ -31,10 +33,13 @@ Sizes (env steps per run; tuning seeds per grid point; test seeds):
   tiny  1.6k steps, 4 envs, batch 16, 16x16 net; 1; 8. A smoke test (tests/test_natural_q.py).
   cpu   CartPole-v1 and Acrobot-v1 50k, Breakout-MinAtar 100k (buffer 20k); learning starts at 5k;
         1; 8. What a shared 2-core CPU finishes in about an hour (~17 min per classic env).
+  cpu500k  500k, 500k, 1M at the library defaults; 2; 64. The second edition (issue 14) on a CPU:
+        DQN's own budget (CleanRL's DQN reaches 498 and -89 on CartPole and Acrobot there).
   full  500k, 500k, 2M at the library defaults; 8; 64. The issue's size, for a GPU.
 --steps, --tune-seeds and --test-seeds override a size (a different study: new --out).
 
     .venv/bin/python scripts/natural_q.py --size cpu --out runs/natural_q-cpu
+    .venv/bin/python scripts/natural_q.py --size cpu500k --envs CartPole-v1 --out runs/natural_q-500k
     .venv/bin/python scripts/natural_q.py --size cpu --out runs/natural_q-cpu --plan
     .venv/bin/python scripts/natural_q.py --size tiny --envs CartPole-v1 --methods dqn,kfac
 """
@@ -63,7 +68,7 @@ ENVS = {"CartPole-v1": dict(lo=0.0, hi=500.0, threshold=475.0),
         "Acrobot-v1": dict(lo=-500.0, hi=0.0, threshold=-100.0),
         "Breakout-MinAtar": dict(lo=0.0, hi=20.0, threshold=10.0)}
 TARGETS = {"on": 100, "off": 0}  # target_network_frequency (iterations; 0 = no target network)
-GRIDS = {"dqn": [6.25e-5 * 2 ** k for k in range(8)],  # Adam lr, 6.25e-5 .. 8e-3
+GRIDS = {"dqn": [6.25e-5 * 2 ** k for k in range(8)],  # Adam (PQN: RAdam) lr, 6.25e-5 .. 8e-3
          "natural": [2.0 ** (k - 7) for k in range(8)]}  # eta_max, 1/128 .. 1
 BINS = 100  # learning curves are stored as count-weighted means over this many update bins
 ORDER = ["CartPole-v1", "Acrobot-v1", "Breakout-MinAtar"]
@@ -107,8 +112,9 @@ def parse(argv):
     p = Parser(prog="natural_q.py", description=__doc__,
                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", default="cpu", choices=list(SIZES),
-                   help="preset: tiny (smoke test), cpu (~1 h on 2 CPU cores), full (the issue's "
-                        "size, for a GPU). Default cpu.")
+                   help="preset: tiny (smoke test), cpu (~1 h on 2 CPU cores), cpu500k (the second "
+                        "edition: 500k steps, hours per env here), full (the issue's size, for a "
+                        "GPU). Default cpu.")
     p.add_argument("--out", help="study folder (default runs/natural_q-SIZE); an existing one made "
                                  "with the same settings is resumed (finished cells skipped)")
     p.add_argument("--envs", default=",".join(ORDER),
@@ -211,7 +217,7 @@ def cells_of(args):
 
 
 def grid_of(method):
-    return GRIDS["dqn" if method == "dqn" else "natural"]
+    return GRIDS["natural" if METHODS[method][0].startswith("natural") else "dqn"]
 
 
 def cell_name(env, target, method):

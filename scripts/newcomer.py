@@ -43,9 +43,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded from a notebook
-from natural_q import (Parser, UsageError, floats, load_cells, log,  # noqa: E402  the study helpers
-                       write_json)
-from natural_q import _plain as plain  # noqa: E402
+from natural_q import Parser, UsageError, floats, load_cells, log  # noqa: E402  the study helpers
+
+from jaxrl.runner.storage import plain, write_json  # noqa: E402
 
 ENV = "CartPole-v1"
 PERFECT = 500.0  # CartPole-v1's best return: 500 steps of reward 1
