@@ -35,6 +35,17 @@ class Claim:
         assert np.all(np.isfinite(final)), final
         return final
 
+    def check(self, seeds) -> float:
+        """Assert the claim on `seeds` (the learning tests: 0-7); returns the IQM."""
+        from jaxrl import stats
+
+        final = self.final_returns(seeds)
+        score = float(stats.iqm(final))
+        assert score >= self.threshold, (f"{self.algo} on {self.env}: IQM {score:.1f} < "
+                                         f"{self.threshold} (setting tuned on {self.tuned_on}); "
+                                         f"per seed {np.round(final, 1).tolist()}")
+        return score
+
 
 # Small networks (64x64, batch 128) and parallel envs keep each Pendulum test near a minute on 2
 # shared CPU cores (the RL zoo's runs: 20k steps, 1 env, 256x256 or 400x300).

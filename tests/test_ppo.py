@@ -6,7 +6,6 @@ import pytest
 
 import envs
 from jaxrl.claims import CLAIMS
-from jaxrl import stats
 from jaxrl.agents.ppo import PPOConfig, make_train
 from jaxrl.runner import run, seed_key
 from jaxrl.runner.plan import stack_configs
@@ -49,17 +48,10 @@ def test_float_sweep_does_not_recompile(tiny_ppo):
     assert not np.allclose(metrics["approx_kl"][0], metrics["approx_kl"][1])
 
 
-def iqm_final_return(results):
-    final = results.final_return()[0]
-    assert np.all(np.isfinite(final)), final
-    return stats.iqm(final)
-
-
 @pytest.mark.timeout(600)
 def test_ppo_learns_cartpole():
     """PureJaxRL's CartPole settings reach the 500 cap; require IQM >= 450 over 8 seeds."""
-    claim = CLAIMS["ppo/CartPole-v1"]
-    assert stats.iqm(claim.final_returns(range(8))) >= claim.threshold
+    CLAIMS["ppo/CartPole-v1"].check(range(8))
 
 
 @pytest.mark.timeout(600)
@@ -67,8 +59,7 @@ def test_ppo_learns_pendulum():
     """Continuous PPO on Pendulum-v1. A random policy scores about -1200; RLlib's tuned PPO example
     stops at -400 within 400k steps, and these settings reached IQM -201 at 400k and about -300
     at 300k (8 seeds); require IQM >= -400 at 300k steps over 8 seeds."""
-    claim = CLAIMS["ppo/Pendulum-v1"]
-    assert stats.iqm(claim.final_returns(range(8))) >= claim.threshold
+    CLAIMS["ppo/Pendulum-v1"].check(range(8))
 
 
 def test_ppo_runs_on_a_brax_mjx_env():
