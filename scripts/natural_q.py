@@ -170,7 +170,9 @@ def config_for(method, env, target, settings, **extra):
     algo, solver = METHODS[method]
     if algo == "dqn":
         return algo, DQNConfig(**fields)
-    return algo, NaturalDQNConfig(**fields, preconditioner=solver)
+    # The study ran K-FAC exact: statistics every update, the trust region's ||J x||^2 / B
+    kfac = dict(kfac_stats_every=1, kfac_trust_region="exact") if solver == "kfac" else {}
+    return algo, NaturalDQNConfig(**{**kfac, **fields}, preconditioner=solver)
 
 
 def grid_of(method):

@@ -50,7 +50,9 @@ def test_the_step_inside_dqn_is_the_optimizers_step_on_the_same_batch(solver):
     def q_fn(p, b):
         return jnp.take_along_axis(net.apply(p, b["obs"]), b["action"][:, None], axis=1)[:, 0]
 
-    opt = fisher_preconditioner(solver, 1e-2, 0.3, 1e-2, kfac_inverse_every=3)
+    opt = fisher_preconditioner(solver, 1e-2, 0.3, 1e-2, kfac_inverse_every=3,
+                                kfac_stats_every=config.kfac_stats_every,
+                                kfac_trust_region=config.kfac_trust_region)
     half = jax.tree.map(lambda g: 0.5 * g, grads)  # grad norm is below max_grad_norm here
     assert float(optax.global_norm(grads)) < config.max_grad_norm
     updates, _ = opt.update(half, opt.init(params), params, q_fn=q_fn, batch=batch, td=aux["td"])

@@ -6,11 +6,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from jaxrl.agents import ddpg, dqn, naf, natural_dqn, ppo, pqn, sac, td3
+from jaxrl.agents import ddpg, dqn, naf, natural_dqn, natural_pqn, ppo, pqn, sac, td3
 from jaxrl.agents.base import Algo, Trainer
 
-_BUILTIN = (ppo.ALGO, dqn.ALGO, natural_dqn.ALGO, naf.ALGO, pqn.ALGO, ddpg.ALGO, td3.ALGO,
-            sac.ALGO)
+_BUILTIN = (ppo.ALGO, dqn.ALGO, natural_dqn.ALGO, naf.ALGO, pqn.ALGO, natural_pqn.ALGO, ddpg.ALGO,
+            td3.ALGO, sac.ALGO)
 ALGOS: dict[str, Algo] = {algo.name: algo for algo in _BUILTIN}
 
 
