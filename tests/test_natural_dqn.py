@@ -144,9 +144,11 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, message):
     ("kfac", 400)])
 def test_natural_dqn_learns_cartpole(solver, threshold):
     """Each solver's defaults (gram: lr 0.1, damping 0.1, delta 0.1; cg and kfac: SOLVER_DEFAULTS,
-    lr 1 and damping 0.3; cg 10 steps), 200k steps, 8 seeds. At gram's defaults cg reached only IQM
-    260 and kfac 290 (on tuning seeds); kfac at its own, 442 here (before the Gauss-Jordan
-    inverse changed its floats; still >= 400 after). gram took about 140 s here before its
+    lr 1 and damping 0.3; cg 10 steps; kfac: the factor trust region with its delta 0.003,
+    statistics every 10 updates), 200k steps, 8 seeds. At gram's defaults cg reached only IQM
+    260 and kfac 290 (on tuning seeds); the exact kfac at its own, 442 here (before the
+    Gauss-Jordan inverse changed its floats; still >= 400 after); the cheap kfac (now the
+    default) 498; its delta was tuned on seeds 100-105. gram took about 140 s here before its
     per-sample Jacobian, cg 30 s, kfac 16 s (idle machine).
 
     Thresholds: the same code and seeds give other floats on another CPU model (XLA picks its
@@ -169,11 +171,13 @@ def test_cli_applies_the_solvers_defaults_unless_given(tmp_path):
     from jaxrl.cli import parse_run
 
     base = ["train", "--algo", "natural_dqn", "--out", str(tmp_path / "unused-out")]
-    cases = [([], (1.0, 0.3)), (["--preconditioner", "gram"], (0.1, 0.1)),
-             (["--preconditioner", "cg"], (1.0, 0.3)),
-             (["--preconditioner", "cg", "--lr", "0.5"], (0.5, 0.3)),
-             (["--preconditioner=cg", "--damping=0.2"], (1.0, 0.2))]
-    for extra, (lr, damping) in cases:
+    cases = [([], (1.0, 0.3, 0.003)), (["--preconditioner", "gram"], (0.1, 0.1, 0.1)),
+             (["--preconditioner", "cg"], (1.0, 0.3, 0.1)),
+             (["--preconditioner", "cg", "--lr", "0.5"], (0.5, 0.3, 0.1)),
+             (["--preconditioner=cg", "--damping=0.2"], (1.0, 0.2, 0.1)),
+             (["--kfac-trust-region", "exact"], (1.0, 0.3, 0.1)),  # K-FAC's factor region's delta
+             (["--delta", "0.01"], (1.0, 0.3, 0.01))]
+    for extra, (lr, damping, delta) in cases:
         args, (config,) = parse_run(base + extra)
         args.claim.abandon()
-        assert (config.lr, config.damping) == (lr, damping), extra
+        assert (config.lr, config.damping, config.delta) == (lr, damping, delta), extra
