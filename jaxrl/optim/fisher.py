@@ -71,7 +71,8 @@ def fisher_preconditioner(solver: str = "gram", damping: float = 1e-3, eta_max: 
                   (ACKTR's choice; kfac.quadratic_form), which needs no pass over the batch.
       "diagonal"  x = grads / (diag(F) + damping): the cheap ablation.
     The trust region measures x^T F x with the true Fisher, ||J x||^2 / B, even when
-    empirical=True (unless kfac_trust_region="factors"), because it is what bounds the change of the Q values. eta_max, delta, damping
+    empirical=True, because it is what bounds the change of the Q values (kfac_trust_region=
+    "factors" instead uses the factors, empirical ones if empirical=True). eta_max, delta, damping
     and kfac_decay may be traced (e.g. created inside jit from swept hyperparameters)."""
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
