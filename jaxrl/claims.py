@@ -66,8 +66,12 @@ CLAIMS: dict[str, Claim] = {
     "natural_dqn-cg/CartPole-v1": Claim("natural_dqn", "CartPole-v1", dict(
         preconditioner="cg", total_steps=200_000), 300, "seeds 100-103 (SOLVER_DEFAULTS grid)"),
     "natural_dqn-kfac/CartPole-v1": Claim("natural_dqn", "CartPole-v1", dict(
-        preconditioner="kfac", total_steps=200_000), 400, "seeds 100-105 (SOLVER_DEFAULTS grid)"),
+        preconditioner="kfac", total_steps=200_000), 400,
+        "seeds 100-105 (SOLVER_DEFAULTS grid; delta of the factor trust region)"),
     "pqn/CartPole-v1": Claim("pqn", "CartPole-v1", {}, 450, "not tuned here (CleanRL's settings)"),
+    # natural PQN: PQN's defaults with natural DQN's K-FAC ones, nothing tuned for it
+    "natural_pqn/CartPole-v1": Claim("natural_pqn", "CartPole-v1", dict(
+        preconditioner="kfac", total_steps=150_000), 400, "natural DQN's seeds 100-105"),
     "sac/Pendulum-v1": Claim("sac", "Pendulum-v1", dict(
         **_PENDULUM_FAST, total_steps=20_000, num_envs=4, learning_starts=2_000), -400, "seeds 0-7"),
     "td3/Pendulum-v1": Claim("td3", "Pendulum-v1", dict(

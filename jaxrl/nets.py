@@ -45,20 +45,25 @@ def orthogonal(scale: float = 1.0) -> Callable:
 
 class MLP(nn.Module):
     """Dense layers with `activation` between them (with `layer_norm`, a LayerNorm before each
-    activation); the last layer has its own init scale."""
+    activation, with a learned scale and bias unless `layer_norm_params` is off); the last layer
+    has its own init scale."""
 
     hidden_sizes: Sequence[int]
     out_size: int
     activation: str = "tanh"
     out_scale: float = 1.0
     layer_norm: bool = False
+    layer_norm_params: bool = True
 
     @nn.compact
     def __call__(self, x):
         act = getattr(nn, self.activation)
         for size in self.hidden_sizes:
             x = nn.Dense(size, kernel_init=orthogonal(jnp.sqrt(2.0)))(x)
-            x = act(nn.LayerNorm()(x) if self.layer_norm else x)
+            if self.layer_norm:
+                x = nn.LayerNorm(use_scale=self.layer_norm_params,
+                                 use_bias=self.layer_norm_params)(x)
+            x = act(x)
         return nn.Dense(self.out_size, kernel_init=orthogonal(self.out_scale))(x)
 
 

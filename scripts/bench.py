@@ -67,6 +67,23 @@ CASES = {
 }
 
 
+def parse_case(text: str) -> tuple[str, str | None, dict]:
+    """'natural_dqn-kfac:kfac_stats_every=1,kfac_trust_region=exact' -> (algo, solver or None,
+    config fields given); values are read as int, else float, else str."""
+    head, _, rest = text.partition(":")
+    name, _, solver = head.partition("-")
+    fields = {}
+    for item in filter(None, rest.split(",")):
+        key, value = item.split("=")
+        for cast in (int, float, str):
+            try:
+                fields[key] = cast(value)
+                break
+            except ValueError:
+                pass
+    return name, solver or None, fields
+
+
 def bench_algo(algo: str, seeds: int, total_steps: int, env_name: str) -> dict:
     import jax
 
@@ -74,14 +91,14 @@ def bench_algo(algo: str, seeds: int, total_steps: int, env_name: str) -> dict:
     from jaxrl.runner import run
 
     # natural DQN runs on DQN's settings, so the two differ only in the optimizer
-    overrides = CASES.get(algo.split("-")[0].replace("natural_", ""), (None, {}))[1]
-    config = get_algo(algo.split("-")[0]).Config(total_steps=total_steps, **overrides)
-    if "-" in algo:  # natural_dqn-kfac: the preconditioner's solver, with its per-solver defaults
-        from jaxrl.agents.natural_dqn import SOLVER_DEFAULTS
-
-        solver = algo.split("-")[1]
-        config = config.replace(preconditioner=solver, **SOLVER_DEFAULTS.get(solver, {}))
-    results = run(algo.split("-")[0], env_name, [config], range(seeds), progress=None)
+    name, solver, fields = parse_case(algo)
+    overrides = dict(CASES.get(name.replace("natural_", ""), (None, {}))[1], total_steps=total_steps)
+    Config = get_algo(name).Config
+    if solver:  # natural_dqn-kfac: the preconditioner's solver, with its per-solver defaults
+        config = Config.for_solver(solver, **overrides, **fields)
+    else:
+        config = Config(**overrides, **fields)
+    results = run(name, env_name, [config], range(seeds), progress=None)
     steps_per_second = seeds * results.total_steps / results.run_seconds
     out = {"case": algo, "env": env_name, "num_seeds": seeds, "total_steps": results.total_steps,
            "compile_seconds": results.compile_seconds, "run_seconds": results.run_seconds,
@@ -178,7 +195,8 @@ def in_subprocess(args: list[str], python: str = sys.executable) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--algos", default="ppo", help="comma-separated: ppo, dqn, "
-                        "natural_dqn-kfac (natural DQN with that solver), ...")
+                        "natural_dqn-kfac (natural DQN with that solver), ...; a case may end in "
+                        ":FIELD=VALUE;... to set config fields (';' between fields)")
     parser.add_argument("--seeds", default="1,16,256", help="comma-separated seed counts")
     parser.add_argument("--total-steps", type=int, default=500_000,
                         help="env steps per seed (capped at 32M / seeds so 256 seeds stay short)")
@@ -196,7 +214,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.worker:  # one measurement, in this process: no persistent cache, so compiles are cold
-        kind, n = args.worker.split(":")
+        kind, n = args.worker.rsplit(":", 1)
         result = (bench_env_only(int(n), args.env_steps, args.env) if kind == "env"
                   else bench_algo(kind, int(n), args.total_steps, args.env))
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -204,10 +222,9 @@ def main() -> None:
         return
 
     cases = []
-    for algo in [] if args.env_only else args.algos.split(","):
-        env, _, peer_args, cap = CASES.get(algo.split("-")[0].replace("natural_", ""),
-                                           (args.env, None, None, 32_000_000))
-        env = args.env or env
+    for algo in [] if args.env_only else [a.replace(";", ",") for a in args.algos.split(",")]:
+        env, _, peer_args, cap = CASES.get(algo, (args.env, None, None, 32_000_000))
+        env = args.env or env or "CartPole-v1"
         for n in [int(s) for s in args.seeds.split(",")]:
             steps = min(args.total_steps, cap // n)
             ours = in_subprocess([__file__, "--worker", f"{algo}:{n}", "--total-steps", str(steps),

@@ -58,10 +58,11 @@ from jaxrl.runner.storage import plain, write_json
 
 # In the order cells run: the cheap solvers land first, gram (a B x B solve per step) last.
 METHODS = {"dqn": ("dqn", None), "pqn": ("pqn", None), "kfac": ("natural_dqn", "kfac"),
-           "cg": ("natural_dqn", "cg"), "gram": ("natural_dqn", "gram")}
+           "natural_pqn": ("natural_pqn", "kfac"), "cg": ("natural_dqn", "cg"),
+           "gram": ("natural_dqn", "gram")}
 # PQN learns from its own rollouts (no replay buffer, no target network): its cells are target-off
 # only, and an update is a whole rollout (num_envs x num_steps env steps, epochs of minibatches).
-ROLLOUT_ALGOS = ("pqn",)
+ROLLOUT_ALGOS = ("pqn", "natural_pqn")
 # Normalisation (lo, hi) and collapse threshold per env. MinAtar's is our choice: a score of 10
 # is far above random play (~0.5) and reachable by a 64x64 MLP DQN in a few 100k steps.
 ENVS = {"CartPole-v1": dict(lo=0.0, hi=500.0, threshold=475.0),
@@ -85,7 +86,11 @@ SIZES = {
                 tune_seeds={"CartPole-v1": 1, "Acrobot-v1": 1, "Breakout-MinAtar": 1},
                 test_seeds={"CartPole-v1": 8, "Acrobot-v1": 8, "Breakout-MinAtar": 8},
                 timing_updates=100, timing_rounds=2, overrides=dict(learning_starts=5000),
-                env_overrides={"Breakout-MinAtar": dict(buffer_size=20_000)}),
+                env_overrides={"Breakout-MinAtar": dict(buffer_size=20_000)},
+                # the first edition's natural DQN: the field defaults of its day (damping 0.1,
+                # before SOLVER_DEFAULTS) and the exact K-FAC (statistics every update, J x)
+                natural_overrides=dict(damping=0.1, delta=0.1, kfac_stats_every=1,
+                                       kfac_trust_region="exact")),
     # The second edition (issue 14) at a CPU size: the library defaults, DQN's 500k-step budget
     # (CleanRL's DQN reaches 498 on CartPole-v1 and -89 on Acrobot-v1 there), 2 tuning seeds per
     # grid point, 64 test seeds.
@@ -174,6 +179,7 @@ def settings_of(args) -> dict:
                           for k, v in size["overrides"].items()},
             "rollout_overrides": {k: list(v) if isinstance(v, tuple) else v
                                   for k, v in size.get("rollout_overrides", {}).items()},
+            "natural_overrides": size.get("natural_overrides", {}),
             "env_overrides": size.get("env_overrides", {}),
             "timing_updates": size["timing_updates"], "timing_rounds": size["timing_rounds"],
             "env_info": ENVS, "bins": BINS}
@@ -193,8 +199,8 @@ def config_for(method, env, target, settings, **extra):
                   **settings["env_overrides"].get(env, {}),
                   "target_network_frequency": TARGETS[target], **extra}
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-    if solver:  # its SOLVER_DEFAULTS (damping) apply; lr is the grid's (the first edition, run
-        fields["preconditioner"] = solver  # before SOLVER_DEFAULTS existed, had damping 0.1)
+    if solver:  # the size's natural_overrides, else the solver's defaults; lr is the grid's
+        fields = {**settings["natural_overrides"], **fields, "preconditioner": solver}
     return algo, make_config(get_algo(algo).Config, fields)
 
 

@@ -17,16 +17,17 @@ pytestmark = pytest.mark.timeout(300)
 def tiny(algo: str):
     small = dict(total_steps=600, learning_starts=200, buffer_size=400, batch_size=16,
                  hidden_sizes=(16,))
+    rollout = dict(total_steps=128, num_envs=4, num_steps=16, update_epochs=1, num_minibatches=2,
+                   hidden_sizes=(16,))
     return {"ppo": dict(total_steps=128, num_envs=4, num_steps=16, update_epochs=1,
                         num_minibatches=2, hidden_sizes=(16,), normalize_obs=True),
             "dqn": small, "natural_dqn": small, "naf": small, "ddpg": small, "td3": small,
-            "sac": small, "pqn": dict(total_steps=128, num_envs=4, num_steps=16, update_epochs=1,
-                                      num_minibatches=2, hidden_sizes=(16,))}[algo]
+            "sac": small, "pqn": rollout, "natural_pqn": rollout}[algo]
 
 
 ENVS = {"ppo": "Pendulum-v1", "dqn": "CartPole-v1", "natural_dqn": "CartPole-v1",
         "naf": "Pendulum-v1", "ddpg": "Pendulum-v1", "td3": "Pendulum-v1", "sac": "Pendulum-v1",
-        "pqn": "CartPole-v1"}
+        "pqn": "CartPole-v1", "natural_pqn": "CartPole-v1"}
 
 
 def test_registry_holds_typed_algos():
@@ -38,7 +39,7 @@ def test_registry_holds_typed_algos():
     del ALGOS["ppo_test_variant"]
 
 
-@pytest.mark.parametrize("algo", ["dqn", "naf", "ppo", "pqn"])
+@pytest.mark.parametrize("algo", ["dqn", "naf", "ppo", "pqn", "natural_pqn"])
 def test_with_params_rebuilds_what_derives_from_params(algo):
     """Fine-tuning from trained params: the runner's init puts them in through the agent's
     with_params, so a Q-learner's target network is the loaded network (not a random one) and
@@ -57,22 +58,28 @@ def test_with_params_rebuilds_what_derives_from_params(algo):
         opt_state, net = state.opt_state, params.network
         assert np.all(np.asarray(state.env_state.count) == np.asarray(params.obs_norm["count"]))
         assert float(params.obs_norm["count"]) > float(fresh.env_state.count[0])
-    elif algo == "pqn":  # no target network: the params and a fresh optimizer state
+    elif algo in ("pqn", "natural_pqn"):  # no target network: params, a fresh optimizer state
         opt_state, net = state.opt_state, params
     else:
         opt_state, net = state.agent.opt_state, params
         for a, b in zip(jax.tree.leaves(state.agent.target_params), jax.tree.leaves(params)):
             np.testing.assert_array_equal(a, b)
-    # The optimizer state is what a fresh optimizer gives these params (Adam: zero moments).
+    # The optimizer state is what a fresh optimizer gives these params (Adam: zero moments;
+    # K-FAC: zero factors, identity inverses, as from any params).
     count = [x for x in jax.tree.leaves(opt_state) if x.dtype == jnp.int32]
     assert count and all(int(c) == 0 for c in count)
-    moments = [x for x in jax.tree.leaves(opt_state) if x.dtype == jnp.float32]
-    assert moments and all(np.all(np.asarray(m) == 0) for m in moments)
+    if algo == "natural_pqn":
+        for a, b in zip(jax.tree.leaves(opt_state), jax.tree.leaves(fresh.opt_state)):
+            np.testing.assert_array_equal(a, b)
+    else:
+        moments = [x for x in jax.tree.leaves(opt_state) if x.dtype == jnp.float32]
+        assert moments and all(np.all(np.asarray(m) == 0) for m in moments)
     assert jax.tree.structure(net) == jax.tree.structure(trainer.params(fresh) if algo != "ppo"
                                                          else fresh.params)
 
 
-@pytest.mark.parametrize("algo", ["dqn", "naf", "ppo", "ddpg", "td3", "sac", "pqn"])
+@pytest.mark.parametrize("algo", ["dqn", "naf", "ppo", "ddpg", "td3", "sac", "pqn",
+                                  "natural_pqn"])
 def test_policy_and_value_are_functions_of_params_alone(algo):
     spec = get_algo(algo)
     config = spec.Config(**tiny(algo))

@@ -51,7 +51,9 @@ def test_the_step_inside_dqn_is_the_optimizers_step_on_the_same_batch(solver):
     def q_fn(p, b):
         return jnp.take_along_axis(net.apply(p, b["obs"]), b["action"][:, None], axis=1)[:, 0]
 
-    opt = fisher_preconditioner(solver, 1e-2, 0.3, 1e-2, kfac_inverse_every=3)
+    opt = fisher_preconditioner(solver, 1e-2, 0.3, 1e-2, kfac_inverse_every=3,
+                                kfac_stats_every=config.kfac_stats_every,
+                                kfac_trust_region=config.kfac_trust_region)
     half = jax.tree.map(lambda g: 0.5 * g, grads)  # grad norm is below max_grad_norm here
     assert float(optax.global_norm(grads)) < config.max_grad_norm
     updates, _ = opt.update(half, opt.init(params), params, q_fn=q_fn, batch=batch, td=aux["td"])
@@ -143,9 +145,11 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, message):
     "kfac"])
 def test_natural_dqn_learns_cartpole(solver):
     """Each solver's defaults (gram: lr 0.1, damping 0.1, delta 0.1; cg and kfac: SOLVER_DEFAULTS,
-    lr 1 and damping 0.3; cg 10 steps), 200k steps, 8 seeds. At gram's defaults cg reached only IQM
-    260 and kfac 290 (on tuning seeds); kfac at its own, 442 here (before the Gauss-Jordan
-    inverse changed its floats; still >= 400 after). gram took about 140 s here before its
+    lr 1 and damping 0.3; cg 10 steps; kfac: the factor trust region with its delta 0.003,
+    statistics every 10 updates), 200k steps, 8 seeds. At gram's defaults cg reached only IQM
+    260 and kfac 290 (on tuning seeds); the exact kfac at its own, 442 here (before the
+    Gauss-Jordan inverse changed its floats; still >= 400 after); the cheap kfac (now the
+    default) 498; its delta was tuned on seeds 100-105. gram took about 140 s here before its
     per-sample Jacobian, cg 30 s, kfac 16 s (idle machine).
 
     Thresholds: the same code and seeds give other floats on another CPU model (XLA picks its
@@ -160,11 +164,13 @@ def test_cli_applies_the_solvers_defaults_unless_given(tmp_path):
     from jaxrl.cli import parse_run
 
     base = ["train", "--algo", "natural_dqn", "--out", str(tmp_path / "unused-out")]
-    cases = [([], (1.0, 0.3)), (["--preconditioner", "gram"], (0.1, 0.1)),
-             (["--preconditioner", "cg"], (1.0, 0.3)),
-             (["--preconditioner", "cg", "--lr", "0.5"], (0.5, 0.3)),
-             (["--preconditioner=cg", "--damping=0.2"], (1.0, 0.2))]
-    for extra, (lr, damping) in cases:
+    cases = [([], (1.0, 0.3, 0.003)), (["--preconditioner", "gram"], (0.1, 0.1, 0.1)),
+             (["--preconditioner", "cg"], (1.0, 0.3, 0.1)),
+             (["--preconditioner", "cg", "--lr", "0.5"], (0.5, 0.3, 0.1)),
+             (["--preconditioner=cg", "--damping=0.2"], (1.0, 0.2, 0.1)),
+             (["--kfac-trust-region", "exact"], (1.0, 0.3, 0.1)),  # K-FAC's factor region's delta
+             (["--delta", "0.01"], (1.0, 0.3, 0.01))]
+    for extra, (lr, damping, delta) in cases:
         args, (config,) = parse_run(base + extra)
         args.claim.abandon()
-        assert (config.lr, config.damping) == (lr, damping), extra
+        assert (config.lr, config.damping, config.delta) == (lr, damping, delta), extra

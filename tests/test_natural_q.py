@@ -23,7 +23,7 @@ def nq():
 @pytest.mark.parametrize("args, message", [
     (["--size", "huge"], "--size: invalid choice: 'huge'"),
     (["--envs", "Pong-v0"], "--envs: got 'Pong-v0', allowed: CartPole-v1, Acrobot-v1, Breakout-MinAtar"),
-    (["--methods", "dqn,adam"], "--methods: got 'dqn,adam', allowed: dqn, pqn, kfac, cg, gram"),
+    (["--methods", "dqn,adam"], "--methods: got 'dqn,adam', allowed: dqn, pqn, kfac, natural_pqn, cg, gram"),
     (["--targets", "maybe"], "--targets: got 'maybe', allowed: on, off"),
     (["--test-seeds", "0"], "--test-seeds: got 0, must be >= 1"),
 ])

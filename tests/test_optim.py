@@ -368,3 +368,95 @@ def test_kfac_capture_gives_the_gradient_and_the_jacobian_vector_product():
     v = jax.tree.map(lambda x: jnp.cos(jnp.arange(x.size, dtype=x.dtype).reshape(x.shape)), params)
     jv = jax.jvp(lambda p: q_fn(p, batch), (params,), (v,))[1]
     np.testing.assert_allclose(kfac.directional_derivative(captured, v), jv, rtol=1e-5, atol=1e-5)
+
+
+def test_kfac_quadratic_form_equals_an_explicit_kronecker_product():
+    """kfac.quadratic_form against vec(X)^T (A (x) G) vec(X) with np.kron of the state's factors
+    (float64, per layer, summed); on one sample of a one-layer model A (x) G is the exact Fisher,
+    so it equals ||J x||^2. The "factors" trust region is eta = min(eta_max, sqrt(2 delta / that))
+    times the unconstrained step."""
+    from jaxrl.optim import kfac
+
+    params, q_fn, batch = mlp_problem(size=7, hidden=(5,), actions=3)
+    grads, td = loss_and_grads(params, q_fn, batch)
+    opt = fisher_preconditioner("kfac", 1e-2, kfac_trust_region="factors", **NO_TRUST_REGION)
+    free, state = step(opt, params, q_fn, batch, grads, td)
+    v = jax.tree.map(lambda x: jnp.sin(jnp.arange(x.size, dtype=x.dtype).reshape(x.shape)), params)
+    p = v["params"]
+    want = 0.0
+    for name, f in state.kfac.items():
+        block = np.vstack([p[name]["kernel"], p[name]["bias"][None]]).astype(np.float64)
+        want += block.ravel() @ np.kron(np.asarray(f.a, np.float64), np.asarray(f.g, np.float64)) \
+            @ block.ravel()
+    np.testing.assert_allclose(kfac.quadratic_form(state.kfac, v), want, rtol=1e-5)
+
+    delta = 1e-4
+    tight, _ = step(fisher_preconditioner("kfac", 1e-2, eta_max=10.0, delta=delta,
+                                          kfac_trust_region="factors"),
+                    params, q_fn, batch, grads, td)
+    xfx = float(kfac.quadratic_form(state.kfac, free))
+    eta = min(10.0, np.sqrt(2 * delta / xfx))
+    assert eta < 10.0
+    np.testing.assert_allclose(flat(tight), eta * flat(free), rtol=1e-4, atol=1e-9)
+
+    one = {"obs": batch["obs"][:1]}
+    model = nn.Dense(1)
+    lin = model.init(jax.random.PRNGKey(1), one["obs"])
+    lin_q = lambda p, b: model.apply(p, b["obs"])[:, 0]  # noqa: E731
+    _, s1 = step(fisher_preconditioner("kfac", 1e-2), lin, lin_q, one,
+                 *loss_and_grads(lin, lin_q, {**one, "target": jnp.zeros(1)}))
+    u = jax.tree.map(jnp.ones_like, lin)
+    jx = jax.jvp(lambda p: lin_q(p, one), (lin,), (u,))[1]
+    np.testing.assert_allclose(kfac.quadratic_form(s1.kfac, u), jnp.mean(jx**2), rtol=1e-5)
+
+
+def test_kfac_statistics_every_k_updates():
+    """With kfac_stats_every=3 the factors are unchanged (bit for bit) on the updates in between,
+    and on the updates that refresh (counts 0, 3, 6) equal the factors of an every-update
+    optimizer fed those updates' batches alone; vmapped runs at different counts (a batched count)
+    each get what they get alone."""
+    q_fn = mlp_problem()[1]
+    every = dict(kfac_decay=0.8, kfac_inverse_every=2, **NO_TRUST_REGION)
+    sparse = fisher_preconditioner("kfac", 1e-2, kfac_stats_every=3, **every)
+    dense = fisher_preconditioner("kfac", 1e-2, **every)
+
+    def one(opt):
+        return jax.jit(lambda p, b, g, t, s: opt.update(g, s, p, q_fn=q_fn, batch=b, td=t))
+
+    lone, reference = one(sparse), one(dense)
+    params = mlp_problem()[0]
+    state, ref_state = sparse.init(params), dense.init(params)
+    for n in range(7):
+        params, _, batch = mlp_problem(seed=n)
+        grads, td = loss_and_grads(params, q_fn, batch)
+        _, new = lone(params, batch, grads, td, state)
+        if n % 3:
+            for name, f in new.kfac.items():
+                np.testing.assert_array_equal(f.a, state.kfac[name].a)
+                np.testing.assert_array_equal(f.g, state.kfac[name].g)
+        else:
+            _, ref_state = reference(params, batch, grads, td, ref_state)
+            for name, f in new.kfac.items():
+                np.testing.assert_allclose(f.a, ref_state.kfac[name].a, rtol=1e-6, atol=1e-7)
+                np.testing.assert_allclose(f.g, ref_state.kfac[name].g, rtol=1e-6, atol=1e-7)
+        state = new
+
+    params, batch = jax.vmap(lambda seed: mlp_problem(seed=seed)[::2])(jnp.arange(3))
+    grads, td = jax.vmap(lambda p, b: loss_and_grads(p, q_fn, b))(params, batch)
+    pick = lambda t, i: jax.tree.map(lambda x: x[i], t)  # noqa: E731
+    states = []
+    for i in range(3):  # counts 0, 1, 2
+        s = sparse.init(pick(params, i))
+        for _ in range(i):
+            s = lone(pick(params, i), pick(batch, i), pick(grads, i), pick(td, i), s)[1]
+        states.append(s)
+    stacked = jax.tree.map(lambda *x: jnp.stack(x), *states)
+    vmapped = jax.jit(jax.vmap(lambda p, b, g, t, s: sparse.update(g, s, p, q_fn=q_fn, batch=b,
+                                                                    td=t)))
+    for _ in range(2):
+        _, stacked = vmapped(params, batch, grads, td, stacked)
+        for i in range(3):
+            states[i] = lone(pick(params, i), pick(batch, i), pick(grads, i), pick(td, i),
+                             states[i])[1]
+            for got, want in zip(jax.tree.leaves(pick(stacked, i)), jax.tree.leaves(states[i])):
+                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)

@@ -33,7 +33,7 @@ def hidden_sizes_field():
 
 
 def activation_field():
-    return static("tanh", "hidden activation of the policy network: tanh, relu or gelu",
+    return static("tanh", "hidden activation of the policy network",
                   choices=ACTIVATIONS)
 
 

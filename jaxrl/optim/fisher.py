@@ -33,6 +33,7 @@ from jaxrl.optim.linalg import spd_solve
 
 PyTree = Any
 SOLVERS = ("gram", "cg", "kfac", "diagonal")
+KFAC_TRUST_REGIONS = ("exact", "factors")
 
 
 class FisherState(NamedTuple):
@@ -43,7 +44,9 @@ class FisherState(NamedTuple):
 def fisher_preconditioner(solver: str = "gram", damping: float = 1e-3, eta_max: float = 1.0,
                           delta: float = 1e-3, *, empirical: bool = False, cg_iters: int = 10,
                           kfac_decay: float = 0.95, kfac_inverse_every: int = 10,
-                          kfac_pi_damping: bool = True) -> optax.GradientTransformationExtraArgs:
+                          kfac_pi_damping: bool = True, kfac_stats_every: int = 1,
+                          kfac_trust_region: str = "exact"
+                          ) -> optax.GradientTransformationExtraArgs:
     """Natural-gradient step for Q-learning; see the module docstring for the interface.
 
     solver (static):
@@ -61,13 +64,23 @@ def fisher_preconditioner(solver: str = "gram", damping: float = 1e-3, eta_max: 
                   Its factors and the trust region's J x come from one forward and backward pass
                   (kfac.capture); a caller that has already made that pass (natural DQN computes
                   its gradient from it) passes it as `kfac_capture=` to `update`.
+                  `kfac_stats_every` (static): the factors' statistics (a^T a, g^T g over the
+                  batch) enter the moving averages only every that many updates (K-FAC's T1;
+                  1 = every update). `kfac_trust_region` (static): "exact" measures x^T F x as
+                  below; "factors" with the factors themselves, sum_l x_l^T (A_l (x) G_l) x_l
+                  (ACKTR's choice; kfac.quadratic_form), which needs no pass over the batch.
       "diagonal"  x = grads / (diag(F) + damping): the cheap ablation.
-    The trust region always measures x^T F x with the true Fisher, ||J x||^2 / B, even when
-    empirical=True, because it is what bounds the change of the Q values. eta_max, delta, damping
+    The trust region measures x^T F x with the true Fisher, ||J x||^2 / B, even when
+    empirical=True, because it is what bounds the change of the Q values (kfac_trust_region=
+    "factors" instead uses the factors, empirical ones if empirical=True). eta_max, delta, damping
     and kfac_decay may be traced (e.g. created inside jit from swept hyperparameters)."""
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    for name, value in (("cg_iters", cg_iters), ("kfac_inverse_every", kfac_inverse_every)):
+    if kfac_trust_region not in KFAC_TRUST_REGIONS:
+        raise ValueError(f"kfac_trust_region must be one of {KFAC_TRUST_REGIONS}, got "
+                         f"{kfac_trust_region!r}")
+    for name, value in (("cg_iters", cg_iters), ("kfac_inverse_every", kfac_inverse_every),
+                        ("kfac_stats_every", kfac_stats_every)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int (static), got {value!r}")
     for name, value in (("damping", damping), ("eta_max", eta_max), ("delta", delta)):
@@ -108,15 +121,19 @@ def fisher_preconditioner(solver: str = "gram", damping: float = 1e-3, eta_max: 
         else:
             captured = kfac_capture if kfac_capture is not None else kfac.capture(q_fn, params,
                                                                                    batch)[1]
-            stats = kfac.statistics(captured, weights)
-            factors = kfac.update_factors(factors, stats, state.count, kfac_decay, damping,
-                                          kfac_inverse_every, kfac_pi_damping)
+            factors = kfac.update_factors(factors, captured, weights, state.count, kfac_decay,
+                                          damping, kfac_inverse_every, kfac_pi_damping,
+                                          kfac_stats_every)
             x = kfac.precondition(grads, factors)
-        if solver == "kfac":  # J x from the captured pass: no further pass through the network
-            jx = kfac.directional_derivative(captured, x)
+        if solver == "kfac" and kfac_trust_region == "factors":
+            xfx = kfac.quadratic_form(factors, x)
         else:
-            jx = jax.jvp(q, (params,), (x,))[1]  # [B], first-order change of q per unit step
-        xfx = jnp.maximum(jnp.mean(jx**2), jnp.finfo(jx.dtype).tiny)
+            if solver == "kfac":  # J x from the captured pass: no further pass through the network
+                jx = kfac.directional_derivative(captured, x)
+            else:
+                jx = jax.jvp(q, (params,), (x,))[1]  # [B], first-order change of q per unit step
+            xfx = jnp.mean(jx**2)
+        xfx = jnp.maximum(xfx, jnp.finfo(xfx.dtype).tiny)
         eta = jnp.minimum(eta_max, jnp.sqrt(2 * delta / xfx))
         updates = jax.tree.map(lambda x, g: (-eta * x).astype(g.dtype), x, grads)
         return updates, FisherState(state.count + 1, factors)

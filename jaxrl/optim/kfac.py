@@ -12,7 +12,9 @@ For layer input a_i (with a 1 appended when the layer has a bias) and g_i = w_i 
 (s_i the layer's pre-activations, w_i = 1 for the true Fisher or the TD error for the empirical
 one) the layer's Fisher block is approximated by A (x) G with A = mean_i a_i a_i^T and
 G = mean_i g_i g_i^T, and its natural gradient, in the [in, out] kernel layout, is
-(A + pi sqrt(damping) I)^-1 [dW; db] (G + sqrt(damping) / pi I)^-1."""
+(A + pi sqrt(damping) I)^-1 [dW; db] (G + sqrt(damping) / pi I)^-1. The same factors give ACKTR's
+cheap measure of a step's size, x^T (A (x) G) x summed over layers (`quadratic_form`), in place
+of the exact ||J x||^2 / B."""
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
@@ -187,32 +189,52 @@ def _any_over_batch_rule(axis_size, in_batched, flag):
     return (jnp.any(flag) if in_batched[0] else flag), False
 
 
-def update_factors(factors: dict[str, KFACFactors], stats: dict, count: jax.Array,
-                   decay: jax.Array | float, damping: jax.Array | float, inverse_every: int,
-                   pi_damping: bool) -> dict[str, KFACFactors]:
-    """Moving averages (the first update, count == 0, takes the batch's factors as they are) and,
-    when count % inverse_every == 0, fresh damped inverses (Tikhonov damping split between the
-    factors: sqrt(damping) each, scaled by pi = sqrt((tr A / dim A) / (tr G / dim G)) if
-    pi_damping).
+def _real_branch(flag: jax.Array, due: Callable[[], list], keep: Callable[[], list]) -> list:
+    """Per run `due()` where its `flag` is set, else `keep()`: computed in a `lax.cond` on whether
+    *any* run's flag is set (`_any_over_batch`), so runs in step skip the work when none is due,
+    even when `flag` is batched under vmap (e.g. a checkpointed segment's count)."""
+    fresh = jax.lax.cond(_any_over_batch(flag), due, keep)
+    return [jnp.where(flag, f, k) for f, k in zip(fresh, keep())]
 
-    The inverses are computed in a `lax.cond` on whether *any* run refreshes at this update
-    (`_any_over_batch`), which is unbatched under vmap even when `count` is batched (e.g. a
-    checkpointed segment's state), and each run then keeps its old inverses unless its own count
-    says refresh: runs in step (every vmapped run of one program) invert once every
-    `inverse_every` updates, not at every update. Factors of similar size are inverted together,
-    padded to one size (`spd_inverse_many`)."""
-    averaged = {}
-    for name, f in factors.items():
-        a_batch, g_batch = stats[name]
-        a = jnp.where(count == 0, a_batch, decay * f.a + (1 - decay) * a_batch)
-        g = jnp.where(count == 0, g_batch, decay * f.g + (1 - decay) * g_batch)
-        averaged[name] = (a, g)
+
+def update_factors(factors: dict[str, KFACFactors], captured: dict, weights: jax.Array,
+                   count: jax.Array, decay: jax.Array | float, damping: jax.Array | float,
+                   inverse_every: int, pi_damping: bool, stats_every: int = 1
+                   ) -> dict[str, KFACFactors]:
+    """The factors after update number `count`, from `capture`'s pass on this batch.
+
+    Statistics: when count % stats_every == 0, this batch's factors (`statistics(captured,
+    weights)`) enter the moving averages (the first update, count == 0, takes them as they
+    are; `decay` applies per statistics update); on the other updates the averages stay as they
+    are and the products a^T a, g^T g are not computed (K-FAC's T1). Inverses: when
+    count % inverse_every == 0, fresh damped inverses of the averages (Tikhonov damping split
+    between the factors: sqrt(damping) each, scaled by pi = sqrt((tr A / dim A) / (tr G / dim G))
+    if pi_damping); otherwise the old ones.
+
+    Both are computed in a `lax.cond` on whether *any* vmapped run is due (`_real_branch`): runs
+    in step (every vmapped run of one program) invert once every `inverse_every` updates, not at
+    every update. Factors of similar size are inverted together, padded to one size
+    (`spd_inverse_many`)."""
     names = list(factors)
+
+    def averaged_stats():
+        stats = statistics(captured, weights)
+        out = []
+        for name in names:
+            (a_batch, g_batch), f = stats[name], factors[name]
+            out += [jnp.where(count == 0, a_batch, decay * f.a + (1 - decay) * a_batch),
+                    jnp.where(count == 0, g_batch, decay * f.g + (1 - decay) * g_batch)]
+        return out
+
+    def old_stats():
+        return [m for name in names for m in (factors[name].a, factors[name].g)]
+
+    averaged = (averaged_stats() if stats_every == 1
+                else _real_branch(count % stats_every == 0, averaged_stats, old_stats))
 
     def invert():
         damped = []
-        for name in names:
-            a, g = averaged[name]
+        for a, g in zip(averaged[::2], averaged[1::2]):
             pi = 1.0
             if pi_damping:
                 tiny = jnp.finfo(a.dtype).tiny
@@ -222,17 +244,21 @@ def update_factors(factors: dict[str, KFACFactors], stats: dict, count: jax.Arra
             damped += [a + pi * root * jnp.eye(a.shape[0]), g + root / pi * jnp.eye(g.shape[0])]
         return spd_inverse_many(damped)
 
-    def keep():
+    def old_inverses():
         return [m for name in names for m in (factors[name].a_inv, factors[name].g_inv)]
 
-    refresh = count % inverse_every == 0
-    fresh = jax.lax.cond(_any_over_batch(refresh), invert, keep)
-    out = {}
-    for i, name in enumerate(names):
-        a_inv = jnp.where(refresh, fresh[2 * i], factors[name].a_inv)
-        g_inv = jnp.where(refresh, fresh[2 * i + 1], factors[name].g_inv)
-        out[name] = KFACFactors(*averaged[name], a_inv, g_inv)
-    return out
+    inverses = _real_branch(count % inverse_every == 0, invert, old_inverses)
+    return {name: KFACFactors(*averaged[2 * i: 2 * i + 2], *inverses[2 * i: 2 * i + 2])
+            for i, name in enumerate(names)}
+
+
+def quadratic_form(factors: dict[str, KFACFactors], tangent: PyTree) -> jax.Array:
+    """x^T F x with K-FAC's block-diagonal Fisher, F ~= blockdiag_l(A_l (x) G_l) (the undamped
+    moving averages): sum over layers of vec(X)^T (A (x) G) vec(X) = sum((A X) * (X G)) for X
+    the layer's [in(+1), out] block [dW; db] of `tangent`. ACKTR's measure of a step: two small
+    matrix products per layer instead of a pass over the batch (`directional_derivative`)."""
+    blocks = _layer_blocks(tangent)
+    return sum(jnp.sum((f.a @ blocks[name]) * (blocks[name] @ f.g)) for name, f in factors.items())
 
 
 def precondition(grads: PyTree, factors: dict[str, KFACFactors]) -> PyTree:

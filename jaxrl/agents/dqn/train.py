@@ -47,12 +47,13 @@ class QNetwork(nn.Module):
     activation: str = "relu"
     obs_ndim: int = 1  # trailing axes of one observation, flattened before the first layer
     layer_norm: bool = False  # PQN's: a LayerNorm before each hidden activation
+    layer_norm_params: bool = True  # its learned scale and bias
 
     @nn.compact
     def __call__(self, obs):
         x = flatten_obs(obs, self.obs_ndim)
         return MLP(self.hidden_sizes, self.num_actions, self.activation, out_scale=1.0,
-                   layer_norm=self.layer_norm)(x)
+                   layer_norm=self.layer_norm, layer_norm_params=self.layer_norm_params)(x)
 
 
 def validate(config: DQNConfig, env, env_params, algo: str = "dqn") -> None:

@@ -11,25 +11,29 @@ import optax
 from jaxrl.agents import dqn
 from jaxrl.agents.dqn.losses import td_target
 from jaxrl.agents.dqn.train import dqn_gradient
-from jaxrl.agents.natural_dqn.config import NaturalDQNConfig
+from jaxrl.agents.natural_dqn.config import FisherFields, NaturalDQNConfig
 from jaxrl.config import ConfigError
 from jaxrl.optim import fisher_preconditioner, kfac
 from jaxrl.optim.fisher import SOLVERS
 
 
-def make_optimizer(config: NaturalDQNConfig) -> optax.GradientTransformationExtraArgs:
-    """The preconditioner, fed DQN's gradient clipped at max_grad_norm (as for Adam) and halved:
-    DQN's MSE loss mean(td^2) has gradient J^T (2 td) / B, while the preconditioner's convention is
-    0.5 mean(td^2), gradient J^T td / B, whose Gauss-Newton matrix is F = J^T J / B."""
+def make_optimizer(config: FisherFields, loss_scale: float = 2.0
+                   ) -> optax.GradientTransformationExtraArgs:
+    """The preconditioner of a config's FisherFields, fed the loss gradient clipped at
+    max_grad_norm (as for Adam) and divided by `loss_scale`: the preconditioner's convention is
+    0.5 mean(td^2), gradient J^T td / B, whose Gauss-Newton matrix is F = J^T J / B, while DQN's
+    MSE loss mean(td^2) has gradient J^T (2 td) / B (loss_scale 2; PQN's 0.5 mean(td^2): 1)."""
     fisher = fisher_preconditioner(config.preconditioner, config.damping, config.lr, config.delta,
                                    empirical=config.empirical_fisher, cg_iters=config.cg_iters,
                                    kfac_decay=config.kfac_decay,
-                                   kfac_inverse_every=config.kfac_inverse_every)
+                                   kfac_inverse_every=config.kfac_inverse_every,
+                                   kfac_stats_every=config.kfac_stats_every,
+                                   kfac_trust_region=config.kfac_trust_region)
 
     def update(grads, state, params=None, *, q_fn, batch, td, kfac_capture=None, **_):
         norm = jnp.maximum(optax.global_norm(grads), jnp.finfo(jnp.float32).tiny)
         clip = jnp.minimum(1.0, config.max_grad_norm / norm)
-        grads = jax.tree.map(lambda g: 0.5 * clip * g, grads)
+        grads = jax.tree.map(lambda g: clip / loss_scale * g, grads)
         return fisher.update(grads, state, params, q_fn=q_fn, batch=batch, td=clip * td,
                              kfac_capture=kfac_capture)
 
@@ -41,6 +45,11 @@ def validate(config: NaturalDQNConfig, env, env_params) -> None:
     if config.loss != "mse":
         raise ConfigError(f"--loss: natural_dqn needs mse (its Fisher is the Gauss-Newton matrix of "
                           f"the squared TD error), got {config.loss!r}")
+    validate_preconditioner(config)
+
+
+def validate_preconditioner(config: FisherFields) -> None:
+    """Raise ConfigError for a FisherFields config the preconditioner cannot take."""
     if config.preconditioner not in SOLVERS:
         raise ConfigError(f"--preconditioner: got {config.preconditioner!r}, allowed: "
                           f"{', '.join(SOLVERS)}")

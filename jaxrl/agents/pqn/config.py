@@ -21,6 +21,8 @@ class PQNConfig:
     hidden_sizes: tuple[int, ...] = static((120, 84), "hidden layer widths of the Q network "
                                            "(each followed by LayerNorm), e.g. 120,84")
     activation: str = static("relu", "hidden activation", choices=ACTIVATIONS)
+    layer_norm_params: bool = static(True, "learn a scale and bias in each LayerNorm (off: plain "
+                                     "normalisation)", minimum=None)
     anneal_lr: bool = static(True, "decay the learning rate linearly to 0 over training",
                              minimum=None)
     lr: float = hparam(2.5e-4, "RAdam learning rate (traced: sweeping it does not recompile)",

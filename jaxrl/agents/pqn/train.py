@@ -34,11 +34,11 @@ from jaxrl.metrics import episode_metrics
 steps_per_update = rollout_steps
 
 
-def validate(config: PQNConfig, env, env_params) -> None:
+def validate(config: PQNConfig, env, env_params, algo: str = "pqn") -> None:
     """Raise ConfigError, naming the option, for any config this env cannot train with."""
     validate_rollout(config, env_params)
     if not envs.is_discrete(env, env_params):
-        raise ConfigError(f"--algo pqn: needs a Discrete action space, got "
+        raise ConfigError(f"--algo {algo}: needs a Discrete action space, got "
                           f"{env.action_space(env_params)}; naf or ppo train continuous actions")
 
 
@@ -72,7 +72,8 @@ def make_train(config: PQNConfig, env, env_params, make_optimizer=radam) -> Trai
     obs_shape = env.observation_space(env_params).shape
     num_actions = env.action_space(env_params).n
     network = QNetwork(num_actions=num_actions, hidden_sizes=config.hidden_sizes,
-                       activation=config.activation, obs_ndim=len(obs_shape), layer_norm=True)
+                       activation=config.activation, obs_ndim=len(obs_shape), layer_norm=True,
+                       layer_norm_params=config.layer_norm_params)
     num_envs, num_steps = config.num_envs, config.num_steps
     batch_size = num_envs * num_steps
     num_updates = config.total_steps // batch_size
