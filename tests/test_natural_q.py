@@ -43,12 +43,11 @@ def test_out_that_is_a_file_is_refused(nq, tmp_path, capsys):
 @pytest.mark.timeout(240)
 def test_tiny_study_writes_cells_and_summary_and_resumes(nq, tmp_path, capsys):
     out = tmp_path / "study"
-    args = ["--size", "tiny", "--envs", "CartPole-v1", "--methods", "dqn,pqn,kfac", "--targets", "off",
+    args = ["--size", "tiny", "--envs", "CartPole-v1", "--methods", "dqn,pqn", "--targets", "off",
             "--out", str(out)]
     assert nq.main(args + ["--export", str(tmp_path / "summary.json")]) == 0
     cells = sorted(p.name for p in (out / "cells").iterdir())
-    assert cells == ["CartPole-v1__target-off__dqn.json", "CartPole-v1__target-off__kfac.json",
-                     "CartPole-v1__target-off__pqn.json"]
+    assert cells == ["CartPole-v1__target-off__dqn.json", "CartPole-v1__target-off__pqn.json"]
     cell = json.loads((out / "cells" / cells[1]).read_text())
     assert len(cell["grid"]) >= 7 and cell["best_lr"] in cell["grid"]
     assert np.shape(cell["tuning_final"]) == (len(cell["grid"]), 1)
@@ -58,27 +57,27 @@ def test_tiny_study_writes_cells_and_summary_and_resumes(nq, tmp_path, capsys):
     summary = json.loads((tmp_path / "summary.json").read_text())["studies"]["study"]
     assert summary == json.loads((out / "summary.json").read_text())
     rows = {row["method"]: row for row in summary["table"]}
-    assert set(rows) == {"dqn", "pqn", "kfac"}
+    assert set(rows) == {"dqn", "pqn"}
     for row in rows.values():
         for key in ("final_iqm", "auc_iqm", "collapse_frac", "cvar10", "sensitivity",
                     "time_matched_iqm"):
             point, lo, hi = row[key]
             assert lo <= point + 1e-9 and point <= hi + 1e-9, (key, row[key])
         assert 0 < row["sensitivity"][0] <= 1 and row["ms_per_update"] > 0
-    assert rows["dqn"]["cost_vs_dqn"] == pytest.approx(1.0) and "p_improve_vs_dqn" in rows["kfac"]
+    assert rows["dqn"]["cost_vs_dqn"] == pytest.approx(1.0) and "p_improve_vs_dqn" in rows["pqn"]
     # PQN: an update is a rollout of num_envs x num_steps env steps, no warm-up
-    pqn = json.loads((out / "cells" / cells[2]).read_text())
+    pqn = json.loads((out / "cells" / cells[1]).read_text())
     assert pqn["warmup_updates"] == 0 and pqn["steps_per_update"] == 4 * 8
     assert pqn["num_updates"] == 1600 // 32 and len(pqn["test_seeds"]) == 8
     timing = json.loads((out / "timing.json").read_text())
-    assert set(timing["CartPole-v1"]) == {"dqn", "pqn", "kfac"}
-    assert {r["method"] for r in summary["aggregate"]} == {"dqn", "pqn", "kfac"}
+    assert set(timing["CartPole-v1"]) == {"dqn", "pqn"}
+    assert {r["method"] for r in summary["aggregate"]} == {"dqn", "pqn"}
 
     # Running again skips the finished cells (their files are untouched).
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
     capsys.readouterr()
     assert nq.main(args) == 0
-    assert "3 cells already finished" in capsys.readouterr().out
+    assert "2 cells already finished" in capsys.readouterr().out
     assert stamps == {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
 
     # Other settings into the same folder: refused, nothing overwritten.
@@ -101,3 +100,25 @@ def test_collapse_and_window_statistics(nq):
     np.testing.assert_allclose(wide["time_matched"], [485, 290])  # bins 1 and 2: updates 10..24
     np.testing.assert_allclose(m["auc"], np.mean(cell["bin_mean"], axis=1) / 500)
     assert nq.cvar10(np.arange(20.0)) == pytest.approx(0.5)
+
+
+def test_method_configs_per_size(nq):
+    """The first edition's size (cpu) keeps its natural DQN (damping 0.1, exact K-FAC); the second
+    edition's (cpu500k) runs every method at the library defaults; PQN and natural PQN run
+    target-off only, on their own lr grids."""
+    from jaxrl.agents.natural_dqn import NaturalDQNConfig
+
+    args = nq.parse(["--size", "cpu"])
+    first = nq.settings_of(args)
+    _, kfac = nq.config_for("kfac", "CartPole-v1", "on", first)
+    assert (kfac.damping, kfac.delta, kfac.kfac_stats_every, kfac.kfac_trust_region) == (
+        0.1, 0.1, 1, "exact")
+    second = nq.settings_of(nq.parse(["--size", "cpu500k"]))
+    _, kfac = nq.config_for("kfac", "CartPole-v1", "off", second)
+    defaults = NaturalDQNConfig.for_solver("kfac", total_steps=500_000)
+    assert kfac.replace(lr=1.0, log_every=0, target_network_frequency=100) == defaults
+    algo, natural_pqn = nq.config_for("natural_pqn", "Acrobot-v1", "off", second)
+    assert algo == "natural_pqn" and natural_pqn.preconditioner == "kfac"
+    assert nq.grid_of("pqn") == nq.GRIDS["dqn"] and nq.grid_of("natural_pqn") == nq.GRIDS["natural"]
+    cells = nq.cells_of(args)
+    assert ("off", "pqn") in cells and ("on", "pqn") not in cells and ("on", "kfac") in cells
