@@ -205,7 +205,11 @@ def config_for(method, env, target, settings, **extra):
 
 
 def steps_per_update(algo, cfg) -> int:
-    return cfg.num_envs * (cfg.num_steps if algo in ROLLOUT_ALGOS else cfg.train_frequency)
+    """Env steps per metrics row: the algorithm's own rule (replay methods: one gradient step
+    per row here, log_every=1; rollout methods: one rollout)."""
+    from jaxrl.agents import get_algo
+
+    return get_algo(algo).steps_per_update(cfg)
 
 
 def warmup_updates(algo, cfg) -> int:
