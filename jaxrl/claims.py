@@ -58,6 +58,17 @@ CLAIMS: dict[str, Claim] = {
     "ppo/Pendulum-v1": Claim("ppo", "Pendulum-v1", dict(
         total_steps=300_000, num_envs=16, num_steps=64, update_epochs=10, num_minibatches=16,
         lr=1e-3, gamma=0.95, gae_lambda=0.9, ent_coef=0.0), -400, "seeds 0-7"),
+    # The RL zoo's settings (not tuned here): its TRPO reaches 500 on CartPole-v1 at 100k steps,
+    # about -175 on Pendulum-v1 at 100k (with gSDE, which ours lacks); its A2C 500 at 500k.
+    "trpo/CartPole-v1": Claim("trpo", "CartPole-v1", {}, 400, "not tuned here (the RL zoo's)"),
+    "trpo/Pendulum-v1": Claim("trpo", "Pendulum-v1", dict(
+        num_steps=1024, gamma=0.9, critic_epochs=15, gae_lambda=0.95, cg_damping=0.1,
+        num_minibatches=16), -250, "not tuned here (the RL zoo's, without gSDE)"),
+    "a2c/CartPole-v1": Claim("a2c", "CartPole-v1", {}, 450,
+                             "not tuned here (SB3's defaults, the RL zoo's 8 envs)"),
+    # Spinning Up's VPG with smaller rollouts (vpg/config.py); no published CartPole figure
+    "vpg/CartPole-v1": Claim("vpg", "CartPole-v1", dict(total_steps=200_000), 450,
+                             "seeds 100-107 (rollout size, pi_lr)"),
     "dqn/CartPole-v1": Claim("dqn", "CartPole-v1", {}, 400,
                              "seeds 0-7 (CleanRL's settings retuned)"),
     "natural_dqn-gram/CartPole-v1": Claim("natural_dqn", "CartPole-v1", dict(

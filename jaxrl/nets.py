@@ -85,6 +85,11 @@ class Categorical:
     def mode(self):
         return jnp.argmax(self.logits, axis=-1)
 
+    def kl(self, other: "Categorical"):
+        """KL(self || other) per distribution."""
+        logp, logq = jax.nn.log_softmax(self.logits), jax.nn.log_softmax(other.logits)
+        return jnp.sum(jnp.exp(logp) * (logp - logq), axis=-1)
+
 
 @struct.dataclass
 class DiagGaussian:
@@ -104,6 +109,12 @@ class DiagGaussian:
 
     def mode(self):
         return self.mean
+
+    def kl(self, other: "DiagGaussian"):
+        """KL(self || other) per distribution."""
+        var, other_var = jnp.exp(2 * self.log_std), jnp.exp(2 * other.log_std)
+        return jnp.sum(other.log_std - self.log_std
+                       + (var + (self.mean - other.mean) ** 2) / (2 * other_var) - 0.5, axis=-1)
 
 
 class ActorCritic(nn.Module):

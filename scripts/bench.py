@@ -1,7 +1,11 @@
 """Speed benchmark: prints one JSON object.
 
-For each algorithm in --algos (default ppo; also dqn, natural_dqn-SOLVER) at each seed count. For PPO on CartPole-v1 with PureJaxRL's settings (4 envs x 128 steps, 4 epochs, 4 minibatches,
-64x64 tanh) at 1, 16 and 256 seeds, and for env-only rollouts (random actions), it reports env
+For each algorithm in --algos (default ppo; any registered name, or natural_dqn-SOLVER) at each
+seed count: an algorithm in CASES on its settings there (matched to rejax's), any other at its
+defaults on CartPole-v1 (the episode agents, random_search, hill_climbing and linear_pg, at their
+default budgets: they count candidates or updates, not --total-steps). For PPO on CartPole-v1 with
+PureJaxRL's settings (4 envs x 128 steps, 4 epochs, 4 minibatches, 64x64 tanh) at 1, 16 and 256
+seeds, and for env-only rollouts (random actions), it reports env
 steps/s (seeds x steps / run seconds, compile excluded), compile seconds (cold: no persistent
 cache) and peak resident memory. Each case runs in its own subprocess so its peak memory is its
 own. With `--peer PYTHON` it also runs rejax (../shared/peers/rejax_bench.py, in that interpreter's
@@ -13,6 +17,7 @@ venv) on the same settings right after ours, and reports the ratio.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -92,8 +97,10 @@ def bench_algo(algo: str, seeds: int, total_steps: int, env_name: str) -> dict:
 
     # natural DQN runs on DQN's settings, so the two differ only in the optimizer
     name, solver, fields = parse_case(algo)
-    overrides = dict(CASES.get(name.replace("natural_", ""), (None, {}))[1], total_steps=total_steps)
     Config = get_algo(name).Config
+    overrides = dict(CASES.get(name.replace("natural_", ""), (None, {}))[1])
+    if "total_steps" in {f.name for f in dataclasses.fields(Config)}:  # the episode agents count
+        overrides["total_steps"] = total_steps  # candidates or updates: their defaults run
     if solver:  # natural_dqn-kfac: the preconditioner's solver, with its per-solver defaults
         config = Config.for_solver(solver, **overrides, **fields)
     else:

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl.agents.ppo import compute_gae
+from jaxrl.agents.onpolicy import compute_gae
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from jaxrl.agents import (ddpg, dqn, hill_climbing, linear_pg, naf, natural_dqn, natural_pqn, ppo,
-                          pqn, random_search, sac, td3)
+from jaxrl.agents import (a2c, ddpg, dqn, hill_climbing, linear_pg, naf, natural_dqn, natural_pqn,
+                          ppo, pqn, random_search, sac, td3, trpo, vpg)
 from jaxrl.agents.base import Algo, Trainer
 
-_BUILTIN = (ppo.ALGO, dqn.ALGO, natural_dqn.ALGO, naf.ALGO, pqn.ALGO, natural_pqn.ALGO, ddpg.ALGO,
+_BUILTIN = (ppo.ALGO, a2c.ALGO, vpg.ALGO, trpo.ALGO, dqn.ALGO, natural_dqn.ALGO, naf.ALGO, pqn.ALGO, natural_pqn.ALGO, ddpg.ALGO,
             td3.ALGO, sac.ALGO, random_search.ALGO, hill_climbing.ALGO, linear_pg.ALGO)
 ALGOS: dict[str, Algo] = {algo.name: algo for algo in _BUILTIN}
 

@@ -116,12 +116,13 @@ def rollout_steps(config) -> int:
 
 def validate_rollout(config, env_params) -> None:
     """The checks every rollout agent's config needs (ConfigError naming the option): field
-    ranges, minibatches that divide the rollout, at least one update, envs spread over tasks."""
+    ranges, minibatches (where the config has them) that divide the rollout, at least one
+    update, envs spread over tasks."""
     from jaxrl.config import check_fields
 
     check_fields(config)
     batch = rollout_steps(config)
-    if batch % config.num_minibatches:
+    if batch % getattr(config, "num_minibatches", 1):
         raise ConfigError(f"--num-minibatches: {config.num_minibatches} does not divide the batch "
                           f"num_envs x num_steps = {batch}")
     if config.total_steps < batch:

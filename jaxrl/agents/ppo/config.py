@@ -4,24 +4,26 @@ from __future__ import annotations
 
 from flax import struct
 
+from jaxrl.agents.onpolicy import (activation_field, gae_lambda_field, gamma_field,
+                                   hidden_sizes_field, normalize_obs_field, num_envs_field,
+                                   num_steps_field, total_steps_field)
 from jaxrl.config import hparam, static
-from jaxrl.nets import ACTIVATIONS
 
 
 @struct.dataclass
 class PPOConfig:
-    total_steps: int = static(500_000, "environment steps per run (all envs together)")
-    num_envs: int = static(4, "parallel environments per run")
-    num_steps: int = static(128, "steps per env per rollout; one update uses num_envs x num_steps")
+    total_steps: int = total_steps_field(500_000)
+    num_envs: int = num_envs_field(4)
+    num_steps: int = num_steps_field(128)
     update_epochs: int = static(4, "passes over each rollout")
     num_minibatches: int = static(4, "minibatches per epoch; must divide num_envs x num_steps")
-    hidden_sizes: tuple[int, ...] = static((64, 64), "hidden layer widths of actor and critic, e.g. 64,64")
-    activation: str = static("tanh", "hidden activation", choices=ACTIVATIONS)
+    hidden_sizes: tuple[int, ...] = hidden_sizes_field()
+    activation: str = activation_field()
     anneal_lr: bool = static(True, "decay the learning rate linearly to 0 over training", minimum=None)
-    normalize_obs: bool = static(False, "normalise observations by running statistics", minimum=None)
+    normalize_obs: bool = normalize_obs_field()
     lr: float = hparam(2.5e-4, "Adam learning rate (traced: sweeping it does not recompile)", low_open=True)
-    gamma: float = hparam(0.99, "discount factor", high=1.0)
-    gae_lambda: float = hparam(0.95, "GAE lambda", high=1.0)
+    gamma: float = gamma_field()
+    gae_lambda: float = gae_lambda_field(0.95)
     clip_eps: float = hparam(0.2, "PPO ratio clip (also clips the value update)", low_open=True)
     ent_coef: float = hparam(0.01, "entropy bonus coefficient")
     vf_coef: float = hparam(0.5, "value loss coefficient")

@@ -3,7 +3,7 @@
 network, which is the only network), Q(lambda) targets over it, then `update_epochs` passes of
 `num_minibatches` minibatches of the TD loss 0.5 (Q(s, a) - G)^2 with the targets held fixed.
 
-Q(lambda) targets are GAE's value targets (`jaxrl.agents.ppo.losses.compute_gae`, shared) with
+Q(lambda) targets are GAE's value targets (`jaxrl.agents.onpolicy.compute_gae`, shared) with
 V(s) = max_a Q(s, a): G_t = r_t + gamma (1 - terminated_t) [V(s'_t) + lambda (1 - done_t)
 (G_{t+1} - V(s_{t+1}))], where s'_t is the observation that followed step t before any
 auto-reset, so a truncated episode bootstraps from its final observation and a terminated one
@@ -26,7 +26,7 @@ from jaxrl.agents.base import (Trainer, batched_env, minibatch_epochs, rollout_l
                               rollout_steps, validate_rollout)
 from jaxrl.agents.dqn.train import QNetwork
 from jaxrl.agents.pqn.config import PQNConfig
-from jaxrl.agents.ppo.losses import compute_gae
+from jaxrl.agents.onpolicy import compute_gae
 from jaxrl.config import ConfigError
 from jaxrl.metrics import episode_metrics
 
