@@ -106,6 +106,29 @@ def add_common_options(parser: argparse.ArgumentParser, algos) -> None:
     parser.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs "
                         "to OUT/tensorboard (per config: metric means and return IQMs over seeds; "
                         "train: as each segment finishes, sweep: at the end)")
+    add_distributed_options(parser)
+
+
+def add_distributed_options(parser: argparse.ArgumentParser) -> None:
+    from jaxrl.distributed import DEFAULT_HEARTBEAT_SECONDS, DEFAULT_INIT_SECONDS
+
+    group = parser.add_argument_group("across processes and hosts (jax.distributed; "
+                                      "docs/scaling.md)")
+    group.add_argument("--coordinator", default=None, metavar="HOST:PORT|auto",
+                       help="run this command in every process of a multi-process job: the "
+                       "address of process 0's coordinator, or auto for the cluster JAX detects "
+                       "(SLURM, Open MPI, TPU pods); runs are sharded over every device of every "
+                       "process and process 0 alone writes --out (default: one process)")
+    group.add_argument("--num-processes", type=int, default=None, metavar="N",
+                       help="processes in the job (with --coordinator HOST:PORT)")
+    group.add_argument("--process-id", type=int, default=None, metavar="I",
+                       help="this process's index, 0 .. N-1 (with --coordinator HOST:PORT)")
+    group.add_argument("--heartbeat-timeout", type=int, default=DEFAULT_HEARTBEAT_SECONDS,
+                       metavar="SECONDS", help="a process silent this long stops the whole job "
+                       "with an error (default: %(default)s)")
+    group.add_argument("--init-timeout", type=int, default=DEFAULT_INIT_SECONDS,
+                       metavar="SECONDS", help="give up when the coordinator or a peer is not "
+                       "reachable within this long at start-up (default: %(default)s)")
 
 
 def build_parser(algo: str | None) -> Parser:
@@ -219,12 +242,18 @@ def parse_run(argv: list[str]) -> tuple[argparse.Namespace, list]:
     """Parse and check a `train` or `sweep` command line and claim its --out (`rundir.Claim`,
     in `args.claim`; not for --dry-run); returns (args, configs). Raises ConfigError before
     anything is compiled, and before anything is written unless every check passed."""
-    from jaxrl.agents import get_algo
+    from jaxrl import distributed
 
     pre = Parser(add_help=False)
     pre.add_argument("--algo", default="ppo")
+    add_distributed_options(pre)
     known, _ = pre.parse_known_args(argv[1:])
     has_help = any(a in ("-h", "--help") for a in argv)
+    if not has_help:  # joins the job (options checked first) before anything touches a device
+        distributed.start(known.coordinator, known.num_processes, known.process_id,
+                          known.heartbeat_timeout, known.init_timeout)
+    from jaxrl.agents import get_algo  # imports envs, which starts JAX's backend
+
     spec = get_algo(known.algo) if not has_help else None
     args = build_parser(known.algo).parse_args(argv)
     spec = spec or get_algo(args.algo)
@@ -274,8 +303,8 @@ def parse_run(argv: list[str]) -> tuple[argparse.Namespace, list]:
         args.plan = make_plan(args.algo, args.env, configs, seeds, init_params=init_params,
                               **task_options(args))
     args.claim = None
-    if args.command == "train" and args.dry_run:
-        return args, configs
+    if args.command == "train" and args.dry_run or not distributed.is_main():
+        return args, configs  # only process 0 checks and claims --out: the others write nothing
     args.out, args.replaces = check_out(args.out, args.overwrite)
     resume = args.command == "train" and args.resume
     if resume:
@@ -323,10 +352,11 @@ def check_resumable(partial: str, record: dict) -> None:
         raise ConfigError(f"--resume: {path} is unreadable ({type(e).__name__}: "
                           f"{str(e).splitlines()[0]}); delete {partial} and start again") from None
     for key, value in record.items():
-        if not isinstance(saved, dict) or saved.get(key) != value:
-            had = saved.get(key) if isinstance(saved, dict) else None
-            name = ("the CPU device count (JAXRL_CPU_DEVICES)" if key == "num_devices"
-                    else option(key))
+        default = 1 if key == "num_processes" else None  # runs from before multi-process runs
+        if not isinstance(saved, dict) or saved.get(key, default) != value:
+            had = saved.get(key, default) if isinstance(saved, dict) else None
+            name = ("the device count, all processes together (JAXRL_CPU_DEVICES on the CPU)"
+                    if key == "num_devices" else option(key))
             raise ConfigError(f"--resume: {name} is {value!r} here but {had!r} in the unfinished "
                               f"run {partial}")
 
@@ -408,7 +438,8 @@ def run_record(args: argparse.Namespace, config: Any) -> dict:
               "seeds": args.seeds, "checkpoint_every": args.checkpoint_every,
               "max_batch": args.max_batch, "tasks": args.tasks, "single_task": args.single_task,
               "hide_task_id": args.hide_task_id, "eval_every": args.eval_every,
-              "eval_episodes": args.eval_episodes, "num_devices": len(jax.local_devices()),
+              "eval_episodes": args.eval_episodes, "num_processes": jax.process_count(),
+              "num_devices": jax.device_count(),
               "init_from": args.init_from and os.path.abspath(args.init_from),
               **to_dict(config)}
     return json.loads(json.dumps(record))  # tuples as lists, as read back from the file
@@ -417,7 +448,7 @@ def run_record(args: argparse.Namespace, config: Any) -> dict:
 def train_command(args: argparse.Namespace, configs: list) -> dict:
     import jax
 
-    from jaxrl import enable_compilation_cache
+    from jaxrl import distributed, enable_compilation_cache
     from jaxrl.live import LiveTable, LiveTensorBoard, LiveWandb
     from jaxrl.runner import execute
     from jaxrl.trained import save_params
@@ -428,6 +459,12 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
         plan = execute(args.plan, max_batch=args.max_batch, dry_run=True)
         print(json.dumps(plan, indent=2))
         return plan
+    options = dict(max_batch=args.max_batch, checkpoint_every=args.checkpoint_every,
+                   eval_every=args.eval_every, eval_episodes=args.eval_episodes, keep_params=True)
+    if not distributed.is_main():  # process 0's program and collectives; it writes, not this one
+        execute(args.plan, progress=None, **options, checkpoint_dir=os.path.join(
+            partial_of(args.out), "checkpoints") if args.checkpoint_every else None)
+        return {}
     claim = args.claim  # OUT.partial, renamed to --out once complete; holds checkpoints until then
     if not args.resume:
         with open(claim.path("config.json"), "w") as f:
@@ -443,13 +480,9 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
     if args.wandb:
         sinks.append(LiveWandb(claim.path("wandb"), os.path.basename(args.out),
                                run_record(args, config)))
-    results = execute(args.plan, max_batch=args.max_batch,
-                      on_segment=lambda rows: [sink(rows) for sink in sinks],
-                      progress=lambda line: print(line, flush=True),
-                      checkpoint_every=args.checkpoint_every,
-                      checkpoint_dir=checkpoints if args.checkpoint_every else None,
-                      eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-                      keep_params=True)
+    results = execute(args.plan, on_segment=lambda rows: [sink(rows) for sink in sinks],
+                      progress=lambda line: print(line, flush=True), **options,
+                      checkpoint_dir=checkpoints if args.checkpoint_every else None)
     summary = results.summary()
     # Leaves [configs, seeds, ...]; a single-task run's configs are its tasks: all are kept.
     save_params(claim.partial, results.final_params if results.single_task
@@ -486,11 +519,15 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
 def sweep_command(args: argparse.Namespace, configs: list) -> dict:
     import pandas as pd
 
-    from jaxrl import enable_compilation_cache
+    from jaxrl import distributed, enable_compilation_cache
     from jaxrl.config import to_dict
     from jaxrl.sweep import sweep_plans
 
     enable_compilation_cache()
+    if not distributed.is_main():  # process 0's programs and collectives; it writes, not this one
+        sweep_plans(args.plans, test_seeds=args.test_seeds, max_batch=args.max_batch,
+                    progress=None, eval_every=args.eval_every, eval_episodes=args.eval_episodes)
+        return {}
     print(f"sweeping {args.algo} on {args.env}: {len(configs)} configs x {args.seeds} tuning seeds, "
           f"then the best on {args.test_seeds} test seeds", flush=True)
     result = sweep_plans(args.plans, test_seeds=args.test_seeds, max_batch=args.max_batch,

@@ -36,10 +36,10 @@ def save_params(run_dir: str, params: Any) -> None:
     RUN/params, then their digest."""
     import orbax.checkpoint as ocp
 
-    from jaxrl.runner.storage import Checkpoints, digest
+    from jaxrl.runner.storage import Checkpoints, digest, this_process_alone
 
     flat = Checkpoints.flatten(params)
-    with ocp.StandardCheckpointer() as checkpointer:
+    with ocp.StandardCheckpointer(multiprocessing_options=this_process_alone()) as checkpointer:
         checkpointer.save(os.path.join(os.path.abspath(run_dir), PARAMS_DIR), flat)
     with open(os.path.join(run_dir, DIGEST), "w") as f:
         f.write(digest(flat))
@@ -50,13 +50,14 @@ def load_params(run_dir: str, like: Any) -> Any:
     unreadable or not what was written (the digest)."""
     import orbax.checkpoint as ocp
 
-    from jaxrl.runner.storage import Checkpoints, digest, quiet_orbax
+    from jaxrl.runner.storage import Checkpoints, digest, quiet_orbax, this_process_alone
 
     path = os.path.join(os.path.abspath(run_dir), PARAMS_DIR)
     try:
         with open(os.path.join(run_dir, DIGEST)) as f:
             expected = f.read().strip()
-        with quiet_orbax(), ocp.StandardCheckpointer() as checkpointer:
+        with quiet_orbax(), ocp.StandardCheckpointer(
+                multiprocessing_options=this_process_alone()) as checkpointer:
             flat = jax.tree.map(np.asarray, checkpointer.restore(path))
     except Exception as e:
         raise ConfigError(f"RUN: {run_dir} has no readable trained params ({type(e).__name__}); "

@@ -75,7 +75,7 @@ def test_killed_run_resumes_bit_identical(tmp_path, uninterrupted, capsys):
     record = json.loads((partial / "config.json").read_text())
     (partial / "config.json").write_text(json.dumps({**record, "num_devices": 7}))
     assert main(["train", "--out", str(out), "--resume", *ARGS]) == 2
-    assert "CPU device count (JAXRL_CPU_DEVICES) is" in capsys.readouterr().err
+    assert "device count, all processes together (JAXRL_CPU_DEVICES on the CPU) is" in capsys.readouterr().err
     (partial / "config.json").write_text(json.dumps(record)[:13])
     assert main(["train", "--out", str(out), "--resume", *ARGS]) == 2
     err = capsys.readouterr().err

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxrl import distributed
 from jaxrl.config import ConfigError
 from jaxrl.runner.plan import Plan, make_plan, seed_key, stack_configs
 from jaxrl.runner.program import (Programs, check_host_memory, compiled_bytes, memory_budget,
@@ -134,7 +135,7 @@ def fit_programs(plan: Plan, inputs: tuple, options: dict, every: int, sharding,
         chunk = max(n_dev, min(plan.n_runs, max_batch) // n_dev * n_dev)
     else:
         chunk = round_up(plan.n_runs)
-    budget = memory_budget(sharding.mesh.devices.flat[0])
+    budget = distributed.agree_min(memory_budget(jax.local_devices()[0]))
     seconds, compiles = 0.0, 0
     while True:
         programs = Programs(plan, chunk, sharding, inputs, options)
@@ -179,7 +180,7 @@ def run_chunk(i: int, num_chunks: int, programs: Programs, chunk_inputs: tuple, 
                 raise ConfigError(f"--resume: the checkpoints in {store.manager.directory} hold "
                                   "another state layout (written by another jaxrl version or "
                                   "config); delete OUT.partial and start the run again")
-            state = jax.device_put(Checkpoints.unflatten(state, item["state"]), programs.sharding)
+            state = distributed.put(Checkpoints.unflatten(state, item["state"]), programs.sharding)
             diverged, earlier = np.asarray(item["diverged"]), float(item["seconds"])
     start = 0
     for piece in history:  # what earlier sessions ran, shown again
@@ -192,20 +193,21 @@ def run_chunk(i: int, num_chunks: int, programs: Programs, chunk_inputs: tuple, 
     while done < num_updates:
         n = min(every, num_updates - done)
         state, metrics, diverged = programs.segment(n)(chunk_configs, state, chunk_env_params, done)
-        metrics, diverged = jax.device_get(metrics), np.asarray(diverged)
+        metrics, diverged = distributed.fetch((metrics, diverged))
         history.append(metrics)
         emit(done, done + n, metrics)
         done += n
         if tracker:
             tracker(done)
         if store:
-            write_history(history_dir, done - n, done, metrics)  # before the state it matches
+            if distributed.is_main():  # one writer; every process joins orbax's save below
+                write_history(history_dir, done - n, done, metrics)  # before its state
             seconds = earlier + time.perf_counter() - t_start
-            store.save(done, {"state": Checkpoints.flatten(jax.device_get(state)),
+            store.save(done, {"state": Checkpoints.flatten(distributed.fetch(state)),
                               "diverged": diverged, "seconds": np.asarray(seconds, np.float64)})
             if progress:
                 progress(f"checkpoint: chunk {i + 1}/{num_chunks}, update {done}/{num_updates}")
-    params = (jax.device_get(jax.vmap(programs.plan.trainer.params)(state)) if keep_params
+    params = (distributed.fetch(jax.vmap(programs.plan.trainer.params)(state)) if keep_params
               else None)
     metrics = {k: np.concatenate([h[k] for h in history], axis=1) for k in history[-1]}
     return metrics, diverged, params, earlier
@@ -239,7 +241,7 @@ def execute(plan: Plan, *, max_batch: int | None = None,
     inputs = run_inputs(plan)
 
     every = segment_updates(num_updates, checkpoint_every)
-    devices = jax.local_devices()
+    devices = jax.devices()  # every process's: one global mesh (jaxrl.distributed)
     sharding = NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
     saved_chunk = saved_chunking(checkpoint_dir, len(devices))
     programs, chunk_bytes, budget = fit_programs(plan, inputs, options, every, sharding,
@@ -253,7 +255,7 @@ def execute(plan: Plan, *, max_batch: int | None = None,
                 "num_chunks": num_chunks, "bytes_per_chunk": chunk_bytes,
                 "memory_budget_bytes": budget, "compiles": programs.compiles + extra,
                 "compile_seconds": programs.compile_seconds}
-    if checkpoint_dir and not saved_chunk:
+    if checkpoint_dir and not saved_chunk and distributed.is_main():
         os.makedirs(checkpoint_dir, exist_ok=True)
         with open(os.path.join(checkpoint_dir, "plan.json"), "w") as f:
             json.dump({"chunk_size": chunk, "num_devices": len(devices)}, f)
@@ -275,7 +277,7 @@ def execute(plan: Plan, *, max_batch: int | None = None,
     outputs, flags, kept, run_seconds = [], [], [], 0.0
     for i in range(num_chunks):
         index = np.minimum(np.arange(i * chunk, (i + 1) * chunk), n_runs - 1)  # pad the last chunk
-        chunk_inputs = jax.device_put(rows_of(inputs, index), sharding)  # by repeating its last run
+        chunk_inputs = distributed.put(rows_of(inputs, index), sharding)  # by repeating its last run
         t0 = time.perf_counter()
         # earlier: a resumed chunk's time in earlier sessions, so steps/s is over the whole run
         metrics, diverged, params, earlier = run_chunk(

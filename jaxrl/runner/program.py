@@ -116,9 +116,10 @@ def host_budget() -> int:
 
 def memory_budget(device) -> int:
     try:
-        return int(0.8 * device.memory_stats()["bytes_limit"])
+        limit = int(device.memory_stats()["bytes_limit"])
     except Exception:  # the CPU reports no memory stats: use half the host's RAM
-        return host_budget()
+        limit = 0
+    return int(0.8 * limit) if limit > 0 else host_budget()  # (or, in a multi-process job, junk)
 
 
 def compiled_bytes(compiled) -> int:

@@ -33,6 +33,8 @@ class Checkpoints:
     def save(self, updates_done: int, item: dict) -> None:
         self.manager.save(updates_done, args=self.ocp.args.StandardSave(item), force=True)
         self.manager.wait_until_finished()
+        if jax.process_index() != 0:  # orbax's primary process wrote the data; it writes the digest
+            return
         path = os.path.join(self._step_dir(updates_done), self.DIGEST)
         with open(path + ".tmp", "w") as f:  # written after the data; renamed into place whole
             f.write(digest(item))
@@ -78,6 +80,15 @@ class Checkpoints:
             with quiet_orbax():
                 self.manager.delete(step)
         return None
+
+
+def this_process_alone():
+    """Orbax options for a file only this process reads or writes (trained params): in a
+    multi-process job orbax would otherwise wait for every process at its barriers."""
+    import orbax.checkpoint as ocp
+
+    return ocp.options.MultiprocessingOptions(primary_host=jax.process_index(),
+                                              active_processes={jax.process_index()})
 
 
 def write_history(directory: str, start: int, stop: int, metrics: dict) -> None:
