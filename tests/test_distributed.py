@@ -77,7 +77,8 @@ def test_processes_reproduce_one_process_and_only_process_0_writes(n, reference,
 
 def test_a_killed_process_stops_the_job_and_the_run_resumes(reference, tmp_path):
     """Process 1 killed part-way: process 0 stops within the heartbeat timeout (10 s here),
-    naming task 1; both processes with --resume then finish the run as one process would."""
+    naming task 1; one process may not resume a 2-process run; both processes with --resume
+    then finish the run as one process would."""
     args = RUN + ["--out", "multi", "--checkpoint-every", "16", "--heartbeat-timeout", "10"]
     port = free_port()
     with open(tmp_path / "p0.log", "w") as log:
@@ -97,6 +98,9 @@ def test_a_killed_process_stops_the_job_and_the_run_resumes(reference, tmp_path)
     assert "Task 1 heartbeat timeout" in text or "task 1" in text.lower(), text[-2000:]
     assert not os.path.exists(tmp_path / "multi")
     assert os.path.isdir(tmp_path / "multi.partial" / "checkpoints")
+    alone = launch(args + ["--resume"], tmp_path)  # on another process count: refused
+    out = alone.communicate(timeout=120)[0]
+    assert alone.returncode == 2 and "--resume: --num-processes is 1 here but 2" in out, out[-2000:]
     run_job(args + ["--resume"], tmp_path, 2)
     assert_same_metrics(reference, tmp_path / "multi")
 
