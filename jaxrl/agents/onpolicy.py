@@ -194,17 +194,17 @@ def actor_critic_trainer(config, env, env_params, init_optimizer: Callable,
         return state.replace(params=params.network,
                              opt_state=init_optimizer(config, params.network), env_state=env_state)
 
-    def normalized(params: ActorCriticParams, obs):
+    def normalized_obs(params: ActorCriticParams, obs):
         if params.obs_norm is None:
             return obs
         norm = params.obs_norm
         return jnp.clip((obs - norm["mean"]) / jnp.sqrt(norm["var"] + 1e-8), -10.0, 10.0)
 
     def policy(params: ActorCriticParams):
-        return lambda obs: network.apply(params.network, normalized(params, obs))[0].mode()
+        return lambda obs: network.apply(params.network, normalized_obs(params, obs))[0].mode()
 
     def value(params: ActorCriticParams):
-        return lambda obs: network.apply(params.network, normalized(params, obs))[1]
+        return lambda obs: network.apply(params.network, normalized_obs(params, obs))[1]
 
     return Trainer(init, update, config.total_steps // batch_size, params=trained_params,
                    with_params=with_params, policy=policy, value=value, eval_env=eval_env,
