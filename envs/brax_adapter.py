@@ -5,7 +5,8 @@ adapter carries the time limit in a params pytree and the step counter in its st
 `terminated` (brax's `done`, a physical end) apart from `truncated` (the time limit), and is wrapped
 in `AutoReset` so it resets itself like a gymnax env. Like the MJX task families it exposes
 `qpos(state)`, `qvel(state)` and `mj_model(task)` (brax's own MuJoCo model), so `envs.render`
-and `render RUN` draw it with MuJoCo's offscreen renderer."""
+and `render RUN` draw it with MuJoCo's offscreen renderer. On the CPU its MJX system uses the
+sparse mass matrix and the CG solver, so no step calls LAPACK (`lapack_free`)."""
 from __future__ import annotations
 
 import functools
@@ -80,5 +81,29 @@ def make_brax(name: str, backend: str = "mjx", episode_length: int = 1000, **kwa
     """`brax.envs.get_environment(name, backend=backend)` behind the contract, auto-resetting."""
     from brax import envs as brax_envs
 
-    env = AutoReset(BraxEnv(brax_envs.get_environment(name, backend=backend, **kwargs), f"brax/{name}"))
+    brax_env = brax_envs.get_environment(name, backend=backend, **kwargs)
+    if backend == "mjx" and jax.default_backend() == "cpu":
+        brax_env.sys = lapack_free(brax_env.sys)
+    env = AutoReset(BraxEnv(brax_env, f"brax/{name}"))
     return env, BraxParams(max_steps_in_episode=episode_length)
+
+
+def lapack_free(sys):
+    """brax's MJX system with MuJoCo's sparse mass matrix and CG solver, its other options (the
+    timestep, iteration counts brax chose) kept: MJX's dense mass-matrix factorisation and Newton
+    solver call LAPACK's potrf and trsm, and batched LAPACK calls under vmap can deadlock
+    jax 0.10.2 on the CPU (docs/design.md), so on the CPU every brax/NAME env steps this way.
+    The physics stay MuJoCo's: the same model, solved by CG instead of Newton (hopper's
+    observations differ by 5e-3 after 10 steps, inverted_pendulum's by 1e-6)."""
+    import copy
+    import dataclasses
+
+    import mujoco
+    from brax.io import mjcf
+
+    model = copy.deepcopy(sys.mj_model)
+    model.opt.jacobian = mujoco.mjtJacobian.mjJAC_SPARSE
+    model.opt.solver = mujoco.mjtSolver.mjSOL_CG
+    kept = {f"opt.{f.name}": getattr(sys.opt, f.name) for f in dataclasses.fields(sys.opt)
+            if f.name not in ("solver", "jacobian")}
+    return mjcf.load_model(model).tree_replace(kept)

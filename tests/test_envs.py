@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import envs
+from conftest import slow
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -59,6 +60,62 @@ def test_brax_truncates_at_time_limit():
                                                                jnp.zeros(1), params)
     assert bool(truncated) and not bool(terminated)
     assert int(state.time) == 0  # reset after the time limit
+
+
+BRAX_ENVS = ("ant", "halfcheetah", "hopper", "humanoid", "humanoidstandup", "inverted_pendulum",
+             "inverted_double_pendulum", "pusher", "reacher", "walker2d")
+NO_LAPACK_STEP = """
+import re, sys, jax, jax.numpy as jnp, numpy as np
+import envs
+from jaxrl.agents.base import batched_env
+for name in sys.argv[1].split(","):
+    env, params = envs.make("brax/" + name)
+    reset, step = batched_env(env, params, 4)
+    obs, state = reset(jax.random.split(jax.random.PRNGKey(0), 4))
+    action = jnp.zeros((4,) + env.action_space(params).shape)
+    fn = jax.jit(lambda s: step(jax.random.split(jax.random.PRNGKey(1), 4), s, action))
+    lapack = sorted(set(re.findall(r"lapack_[a-z_]+", fn.lower(state).as_text())))
+    print(name, lapack, bool(np.all(np.isfinite(fn(state)[0]))))
+"""
+
+
+def brax_steps_without_lapack(names, timeout):
+    """Each brax env's vmapped step in a fresh process under a timeout (a LAPACK deadlock fails
+    the test instead of hanging the suite): no LAPACK call compiled in, finite observations."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", NO_LAPACK_STEP, ",".join(names)], text=True,
+                         capture_output=True, timeout=timeout,
+                         env={**os.environ, "JAXRL_CPU_DEVICES": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    for name in names:
+        assert f"{name} [] True" in out.stdout, out.stdout
+
+
+def test_every_brax_env_uses_the_lapack_free_solver_on_the_cpu():
+    """MJX's dense mass-matrix factorisation and Newton solver call LAPACK (potrf), which can
+    deadlock under vmap here; on the CPU the adapter gives every brax env the sparse mass matrix
+    and CG (envs.brax_adapter.lapack_free), keeping brax's timestep and iteration counts."""
+    import mujoco
+    from brax import envs as brax_envs
+
+    for name in BRAX_ENVS:
+        sys = envs.make(f"brax/{name}")[0].env.brax_env.sys
+        original = brax_envs.get_environment(name, backend="mjx").sys
+        assert sys.mj_model.opt.solver == mujoco.mjtSolver.mjSOL_CG, name
+        assert sys.mj_model.opt.jacobian == mujoco.mjtJacobian.mjJAC_SPARSE, name
+        assert (sys.opt.timestep, sys.opt.iterations, sys.opt.ls_iterations) == (
+            original.opt.timestep, original.opt.iterations, original.opt.ls_iterations), name
+    brax_steps_without_lapack(["inverted_pendulum"], timeout=180)
+
+
+@pytest.mark.timeout(1200)
+@slow("every brax env's step lowered and run: 30-110 s each on the 2-core CPU (MJX compiles); "
+      "every run still checks each env's solver and inverted_pendulum's LAPACK-free step")
+def test_every_brax_env_steps_under_vmap_without_lapack():
+    brax_steps_without_lapack(BRAX_ENVS, timeout=1100)
 
 
 def test_unknown_env_names_allowed():
