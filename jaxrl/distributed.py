@@ -63,9 +63,10 @@ def start(coordinator: str | None, num_processes: int | None = None,
 
     if coordinator != "auto" and process_id != 0:
         wait_for_coordinator(coordinator, process_id, init_timeout)
-    print(f"jaxrl: process {process_id} joining the {num_processes}-process job at {coordinator} "
-          f"(a peer missing for {init_timeout} s stops it: --init-timeout)", file=sys.stderr,
-          flush=True)
+    where = ("the job the cluster describes" if coordinator == "auto" else
+             f"the {num_processes}-process job at {coordinator} as process {process_id}")
+    print(f"jaxrl: joining {where} (a peer missing for {init_timeout} s stops it: "
+          "--init-timeout)", file=sys.stderr, flush=True)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     kwargs = {} if coordinator == "auto" else dict(
         coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
@@ -98,12 +99,6 @@ def wait_for_coordinator(coordinator: str, process_id: int, timeout: float) -> N
                                   f"within {timeout:g} s (--init-timeout): {e.strerror or e}; "
                                   "is process 0 running there?") from None
             time.sleep(0.5)
-
-
-def process_count() -> int:
-    import jax
-
-    return jax.process_count()
 
 
 def is_main() -> bool:
