@@ -16,9 +16,20 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 from typing import Any, Callable
 
-import gymnax
+# XLA's CPU fusion emitters (jax 0.10.2) compile MJX's kinematics of a body chain five deep into a
+# kernel ~25x slower than the classic emitters do (ReacherLinks-v0's whole step: 7k vs 94k env
+# steps/s at 64 envs on the 2-core CPU; PPO, DQN and SAC on CartPole/Pendulum ran as fast or
+# faster without them, docs/performance.md). So envs turns them off, unless XLA_FLAGS already
+# says; like every XLA flag it counts only if set before jax starts its CPU backend, which the
+# first `import envs` does (gymnax builds arrays at import). Accelerators ignore the flag.
+CPU_FUSION_FLAG = "--xla_cpu_use_fusion_emitters=false"
+if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {CPU_FUSION_FLAG}".strip()
+
+import gymnax  # noqa: E402  (after the flag above)
 
 from envs.family import (TaskFamily, TaskParams, env_task_index, is_table, num_tasks, select_tasks,
                          spread_tasks, task)

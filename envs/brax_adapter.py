@@ -36,6 +36,7 @@ class BraxEnv:
 
     def __init__(self, brax_env: Any, name: str):
         self.brax_env, self.name = brax_env, name
+        self.frame_skip = getattr(brax_env, "_n_frames", 1)  # physics steps per env step (bench.py)
 
     def reset(self, key, params):
         state = self.brax_env.reset(key)

@@ -6,13 +6,15 @@ that model, so all tasks are one compiled MJX program and the task is a vmap axi
 * Links are 0.1 m each (fixed length), so the reach of an n-link arm is 0.1 * n: 0.2, 0.3, 0.4 and
   0.5 m. Joints are unlimited hinges about z (damping 1, armature 1, motor gear 50, ctrl in [-1, 1];
   gym Reacher's joint settings with a gentler gear), no contacts, no gravity in the plane.
-* Padding: an n-link task locks joints n..4 at 0 with joint equality constraints (`lock1`..`lock4`,
-  joint_i = 0) switched on per task through `mjx.Data.eq_active`, which MJX 3.17 supports for
-  equality type JOINT (the constraint rows are multiplied by `eq_active`), exactly as MuJoCo C does
-  with `MjData.eq_active`. The locks live in the data, not the model, so one `mjx.Model` serves all
-  tasks and the task params need only the link count. The lock is a soft constraint (MuJoCo's
-  default solref); with armature 1 the coupling forces it resists are tiny, so locked angles stay
-  within ~2e-5 rad (1.4e-5 measured over 200 steps of random actions).
+* Padding: an n-link task makes links n..4 massless (body mass and inertia 0, swapped into the
+  mjx.Model inside the step from the traced link count, so one compiled program serves every task
+  and the task params need only the link count). A massless subtree exerts no force on the links
+  above it and feels none from them (its rows of the mass matrix are its joints' armature alone,
+  its bias and passive forces are 0), so a locked joint that starts at rest stays exactly at 0 and
+  the active links move exactly as an n-link arm: no constraint rows, hence no constraint solver
+  at all (the earlier lock by joint equality constraints ran MJX's CG solver every substep and
+  made the locked links' masses part of the last active one). `mj_model(task)` makes the same
+  change to the C model (and hides the locked links' geoms and sites).
   Actions of locked joints are zeroed (no effect, no control cost), and their observation entries
   are the constants cos = 1, sin = 0, velocity = 0.
 * The fingertip is the site at the end of the last active link (`tip{n-1}`), computed from the
@@ -26,13 +28,15 @@ that model, so all tasks are one compiled MJX program and the task is a vmap axi
   [2]; the family appends the one-hot task id (4) unless `one_hot=False`.
 * Reward = -distance - ctrl_cost_weight * |a|^2 (a the masked, clipped action);
   `info["reward_components"]` = [distance, ctrl_cost] (float32), named by `reward_component_names`.
-* MJX runs with a sparse mass matrix and the CG solver, so no step calls LAPACK (batched Cholesky
-  under vmap can deadlock on this CPU jax); the C model uses the same options.
+* Physics settings: brax's reacher (timestep 0.01, 2 substeps per env step) with Euler
+  integration and a sparse mass matrix, so no step calls LAPACK (batched Cholesky under vmap can
+  deadlock on this CPU jax); with no contacts and no constraints no solver runs. The C model
+  (`mj_model`) has the same options, and the tests step both side by side.
 * The env resets itself inside `step` (`envs.mjx_base.MjxEnv`'s light auto-reset: an episode ending
   at `step(key, ...)` restarts as `reset(key, ...)` would start it).
 
 The inner env exposes `mj_model(task)` (the MuJoCo C model of task index `task`, or of a params
-object, with that task's locks set in `eq_active0`), `qpos(state)` and `qvel(state)` for rendering
+object, with that task's links n..4 massless and hidden), `qpos(state)` and `qvel(state)` for rendering
 and tests, and `transition` (a step without auto-reset); all are reachable through `TaskFamily`
 (its `__getattr__` forwards).
 """
@@ -93,9 +97,6 @@ MJCF = f"""
       <geom type="sphere" size="0.02" rgba="0.9 0.2 0.2 1"/>
     </body>
   </worldbody>
-  <equality>
-    {"".join(f'<joint name="lock{i}" joint1="joint{i}" active="false"/>' for i in range(1, MAX_LINKS))}
-  </equality>
   <actuator>
     {"".join(f'<motor name="motor{i}" joint="joint{i}"/>' for i in range(MAX_LINKS))}
   </actuator>
@@ -140,9 +141,17 @@ def fingertip(qpos, num_links) -> jax.Array:
                                     jnp.sum(jnp.sin(angles) * active)])
 
 
-def locks(num_links) -> np.ndarray:
-    """`eq_active` of an n-link task: constraint lock{i} (i = 1..4) on for joints i >= n."""
-    return np.arange(1, MAX_LINKS) >= int(num_links)
+LINK_BODIES = np.arange(1, MAX_LINKS + 1)  # body ids of link0..link4 (0 is the world)
+
+
+def link_mass_scale(num_links, xp=jnp):
+    """[nbody] 1 for every body but the locked links (link{i}, i >= num_links): 0."""
+    scale = xp.ones(MAX_LINKS + 2, np.float32)  # world, 5 links, target
+    locked = xp.arange(MAX_LINKS) >= num_links
+    if xp is np:
+        scale[LINK_BODIES[locked]] = 0.0
+        return scale
+    return scale.at[LINK_BODIES].set(jnp.where(locked, 0.0, 1.0))
 
 
 class ReacherLinks(MjxEnv):
@@ -163,8 +172,14 @@ class ReacherLinks(MjxEnv):
         so `mujoco.MjData(model)` steps with them exactly like this env."""
         params = self.tasks[task] if isinstance(task, (int, np.integer)) else task
         params = getattr(params, "env", params)
+        n = int(np.asarray(params.num_links))
         model = mujoco.MjModel.from_xml_string(MJCF)
-        model.eq_active0[:] = locks(np.asarray(params.num_links))
+        scale = link_mass_scale(n, np)
+        model.body_mass[:] *= scale
+        model.body_inertia[:] *= scale[:, None]
+        hidden = scale[model.geom_bodyid] == 0
+        model.geom_rgba[hidden, 3] = 0.0
+        model.site_rgba[scale[model.site_bodyid] == 0, 3] = 0.0
         return model
 
     # --- MjxEnv -------------------------------------------------------------------------------
@@ -182,14 +197,20 @@ class ReacherLinks(MjxEnv):
         qd = jax.random.uniform(key_qd, (MAX_LINKS,), minval=-0.005, maxval=0.005) * active
         target = sample_target(key_target, params.num_links)
         return self._data0.replace(qpos=jnp.concatenate([q, target]),
-                                   qvel=jnp.concatenate([qd, jnp.zeros(2)]),
-                                   eq_active=active[1:] == 0)
+                                   qvel=jnp.concatenate([qd, jnp.zeros(2)]))
+
+    def task_model(self, params: ReacherParams) -> mjx.Model:
+        """The mjx.Model of the task: links num_links..4 massless (see the module docstring)."""
+        scale = link_mass_scale(params.num_links)
+        return self.model.replace(body_mass=self.model.body_mass * scale,
+                                  body_inertia=self.model.body_inertia * scale[:, None])
 
     def transition(self, key, state: MjxState, action, params: ReacherParams):
         del key  # deterministic dynamics
         action = jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0) * _active(params)
-        data = state.data.replace(ctrl=action, eq_active=_active(params)[1:] == 0)
-        data = jax.lax.fori_loop(0, FRAME_SKIP, lambda _, d: mjx.step(self.model, d), data)
+        model = self.task_model(params)
+        data = jax.lax.fori_loop(0, FRAME_SKIP, lambda _, d: mjx.step(model, d),
+                                 state.data.replace(ctrl=action))
         tip, target = fingertip(data.qpos, params.num_links), data.qpos[MAX_LINKS:]
         distance = jnp.sqrt(jnp.sum((tip - target) ** 2))
         ctrl_cost = params.ctrl_cost_weight * jnp.sum(action**2)

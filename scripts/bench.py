@@ -209,8 +209,11 @@ def main() -> None:
                         help="env steps per seed (capped at 32M / seeds so 256 seeds stay short)")
     parser.add_argument("--env", default=None, help="env of every case (default: each algorithm's "
                         "case env, CartPole-v1 or Pendulum-v1; CartPole-v1 for --env-only)")
-    parser.add_argument("--env-only-envs", "--batch", type=int, default=1024,
-                        help="envs in the env-only case (default %(default)s)")
+    parser.add_argument("--env-only-envs", "--batch", default="1024",
+                        help="envs in the env-only case, comma-separated for several (default %(default)s)")
+    parser.add_argument("--vs", default=None, help="with --env-only: also run this env (e.g. "
+                        "brax/walker2d) at each --batch, right after --env, and report "
+                        "speed_vs = --env's env steps/s / its")
     parser.add_argument("--env-only", action="store_true", help="only the env-only case: random-"
                         "action rollouts of --env at --batch envs (for an MJX task family also "
                         "the bare mjx.step of the same model, raw_mjx_steps_per_second)")
@@ -220,6 +223,8 @@ def main() -> None:
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    if not all(b.strip().isdigit() and int(b) > 0 for b in args.env_only_envs.split(",")):
+        parser.error(f"--batch: got {args.env_only_envs!r}, must be positive integers separated by commas")
     if args.worker:  # one measurement, in this process: no persistent cache, so compiles are cold
         kind, n = args.worker.rsplit(":", 1)
         result = (bench_env_only(int(n), args.env_steps, args.env) if kind == "env"
@@ -246,9 +251,18 @@ def main() -> None:
                     ours["speedup_vs_peer"] = (ours["env_steps_per_second"]
                                                / peer["env_steps_per_second"])
                 print(json.dumps(peer), file=sys.stderr, flush=True)
-    cases.append(in_subprocess([__file__, "--worker", f"env:{args.env_only_envs}",
-                                "--env", args.env or "CartPole-v1",
-                                "--env-steps", str(args.env_steps)]))
+    for batch in [int(b) for b in args.env_only_envs.split(",")]:
+        ours = in_subprocess([__file__, "--worker", f"env:{batch}", "--env", args.env or "CartPole-v1",
+                              "--env-steps", str(args.env_steps)])
+        cases.append(ours)
+        print(json.dumps(ours), file=sys.stderr, flush=True)
+        if args.vs:
+            other = in_subprocess([__file__, "--worker", f"env:{batch}", "--env", args.vs,
+                                   "--env-steps", str(args.env_steps)])
+            ours["vs"] = other
+            if "env_steps_per_second" in other and "env_steps_per_second" in ours:
+                ours["speed_vs"] = ours["env_steps_per_second"] / other["env_steps_per_second"]
+            print(json.dumps(other), file=sys.stderr, flush=True)
     print(json.dumps({"benchmark": args.algos, "cpu_count": os.cpu_count(), "cases": cases}, indent=1))
 
 

@@ -1,4 +1,8 @@
 """The env contract, adapters and wrappers: shapes, jit, vmap, auto-reset, statistics."""
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -82,10 +86,6 @@ for name in sys.argv[1].split(","):
 def brax_steps_without_lapack(names, timeout):
     """Each brax env's vmapped step in a fresh process under a timeout (a LAPACK deadlock fails
     the test instead of hanging the suite): no LAPACK call compiled in, finite observations."""
-    import os
-    import subprocess
-    import sys
-
     out = subprocess.run([sys.executable, "-c", NO_LAPACK_STEP, ",".join(names)], text=True,
                          capture_output=True, timeout=timeout,
                          env={**os.environ, "JAXRL_CPU_DEVICES": "1"})
@@ -242,3 +242,19 @@ def test_a_users_env_registers_and_trains_from_the_cli(tmp_path, monkeypatch, ca
     assert spec.discrete and spec.observation_shape == (5,) and spec.max_steps_in_episode == 20
     with pytest.raises(ValueError, match="already an env name"):
         envs.register("GoRight-v0", lambda: None)
+
+
+def test_import_turns_off_xlas_cpu_fusion_emitters_unless_told():
+    """`import envs` adds --xla_cpu_use_fusion_emitters=false to XLA_FLAGS (MJX chains five bodies
+    deep run ~13x slower with the fusion emitters, envs/__init__.py) and keeps a user's own choice."""
+    code = "import os, envs, jax; jax.numpy.zeros(1); print(os.environ['XLA_FLAGS'])"
+    for given, expected in ((None, envs.CPU_FUSION_FLAG), ("--xla_cpu_use_fusion_emitters=true",
+                                                          "--xla_cpu_use_fusion_emitters=true")):
+        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+        if given:
+            env["XLA_FLAGS"] = given
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=120, env=env)
+        assert out.returncode == 0, out.stderr[-2000:]
+        flags = out.stdout.strip().splitlines()[-1]
+        assert expected in flags and flags.count("fusion_emitters") == 1, flags

