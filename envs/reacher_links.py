@@ -28,6 +28,10 @@ that model, so all tasks are one compiled MJX program and the task is a vmap axi
   [2]; the family appends the one-hot task id (4) unless `one_hot=False`.
 * Reward = -distance - ctrl_cost_weight * |a|^2 (a the masked, clipped action);
   `info["reward_components"]` = [distance, ctrl_cost] (float32), named by `reward_component_names`.
+* Success (the physical criterion of learning): `info["success"]` is true while the fingertip is
+  within SUCCESS_DISTANCE = 2 cm of the target (4-10% of the arm's reach, about dm_control's
+  hard reacher's 1.5 cm target radius plus the fingertip); an episode succeeds if its last step
+  does, which `envs.EpisodeStats` reports as `episode_success` and the runner as the success rate.
 * Physics settings: brax's reacher (timestep 0.01, 2 substeps per env step) with Euler
   integration and a sparse mass matrix, so no step calls LAPACK (batched Cholesky under vmap can
   deadlock on this CPU jax); with no contacts and no constraints no solver runs. The C model
@@ -59,6 +63,7 @@ MAX_LINKS = 5
 LINK_LENGTH = 0.1
 FRAME_SKIP = 2
 EPISODE_STEPS = 50
+SUCCESS_DISTANCE = 0.02  # m: an episode succeeds if its last step ends with the fingertip this close
 LINK_COUNTS = (2, 3, 4, 5)
 
 
@@ -216,7 +221,8 @@ class ReacherLinks(MjxEnv):
         ctrl_cost = params.ctrl_cost_weight * jnp.sum(action**2)
         time = state.time + 1
         truncated = time >= params.max_steps_in_episode
-        info = {"reward_components": jnp.stack([distance, ctrl_cost]).astype(jnp.float32)}
+        info = {"reward_components": jnp.stack([distance, ctrl_cost]).astype(jnp.float32),
+                "success": distance < SUCCESS_DISTANCE}
         return (self.observe(data, params), MjxState(data, time),
                 (-distance - ctrl_cost).astype(jnp.float32), jnp.bool_(False), truncated, info)
 

@@ -60,7 +60,9 @@ class EpisodeStats(Wrapper):
 
     `info["episode_return"]`/`info["episode_length"]` hold the totals of the episode that ended at
     this step, and are meaningful only where the mask `info["episode_done"]` is true: a step where no
-    episode finished carries no return (it is not a return of 0)."""
+    episode finished carries no return (it is not a return of 0). An env whose info has `success`
+    (a bool: the task is achieved in the state this step reached) also gets
+    `info["episode_success"]`, the success of the episode's last step."""
 
     def reset(self, key, params):
         obs, state = self.env.reset(key, params)
@@ -74,6 +76,8 @@ class EpisodeStats(Wrapper):
         episode_length = state.episode_length + 1
         info = {**info, "episode_return": episode_return, "episode_length": episode_length,
                 "episode_done": done}
+        if "success" in info:
+            info["episode_success"] = jnp.asarray(info["success"], bool)
         state = EpisodeStatsState(env_state, jnp.where(done, 0.0, episode_return),
                                   jnp.where(done, 0, episode_length))
         return obs, state, reward, terminated, truncated, info

@@ -503,11 +503,17 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
               f"{final['ci95'][1]:.1f}) over {summary['num_seeds']} seeds; "
               f"{summary['env_steps_per_second']:,.0f} env steps/s; "
               f"compile {summary['compile_seconds']:.1f}s; results in {args.out}")
+    def success(entry):  # the env's success rate at the end of training, where it reports one
+        rate = entry.get("final_success", {}).get("iqm")
+        return "" if rate is None else f"; success rate IQM {rate:.2f}"
+
+    if success(summary):
+        print(f"final{success(summary)[1:]}")
     for task in summary.get("per_task", []):
         task_final = task["final_return"]
         if task_final["iqm"] is not None:
             print(f"  task {task['task']} ({task['name']}): IQM {task_final['iqm']:.1f} (95% CI "
-                  f"{task_final['ci95'][0]:.1f} to {task_final['ci95'][1]:.1f})")
+                  f"{task_final['ci95'][0]:.1f} to {task_final['ci95'][1]:.1f}){success(task)}")
     if "eval" in final:
         print(f"greedy evaluation return IQM {final['eval']['iqm']:.1f} (95% CI "
               f"{final['eval']['ci95'][0]:.1f} to {final['eval']['ci95'][1]:.1f})")

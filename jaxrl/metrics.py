@@ -22,19 +22,37 @@ def masked_stats(x, mask, prefix: str) -> dict:
             f"{prefix}_count": count}
 
 
+# The per-step info of `envs.EpisodeStats` that episode statistics read (episode_success only
+# for envs that report a `success` in info).
+EPISODE_INFO = ("episode_return", "episode_length", "episode_done", "episode_success")
+
+
+def episode_info(info: dict) -> dict:
+    """The EPISODE_INFO entries of a step's info (what a rollout keeps for `episode_metrics`)."""
+    return {k: info[k] for k in EPISODE_INFO if k in info}
+
+
 def episode_metrics(info, task_index=None, num_tasks: int = 1) -> dict:
     """Statistics of the episodes that finished in a rollout, from `EpisodeStats` info ([T, E]).
 
     With `task_index` ([E], the task row each env runs), also the mean return and count of each
-    task's episodes, as `task{k}_return_mean` / `task{k}_return_count` (k the row in the table)."""
+    task's episodes, as `task{k}_return_mean` / `task{k}_return_count` (k the row in the table).
+    For an env that reports success, `episode_success_mean` (the fraction of finished episodes
+    that ended in success) and `_count`, and per task `task{k}_success_mean` / `_count`."""
     done = info["episode_done"]
     metrics = {**masked_stats(info["episode_return"], done, "episode_return"),
                **masked_stats(info["episode_length"].astype(jnp.float32), done, "episode_length")}
+    per_task = ["return"]
+    if "episode_success" in info:
+        stats = masked_stats(info["episode_success"].astype(jnp.float32), done, "episode_success")
+        metrics.update({k: stats[k] for k in ("episode_success_mean", "episode_success_count")})
+        per_task.append("success")
     if task_index is not None:
         for k in range(num_tasks):
-            stats = masked_stats(info["episode_return"], done & (task_index == k), f"task{k}_return")
-            metrics.update({name: stats[name] for name in (f"task{k}_return_mean",
-                                                           f"task{k}_return_count")})
+            for name in per_task:
+                stats = masked_stats(info[f"episode_{name}"].astype(jnp.float32),
+                                     done & (task_index == k), f"task{k}_{name}")
+                metrics.update({m: stats[m] for m in (f"task{k}_{name}_mean", f"task{k}_{name}_count")})
     return metrics
 
 

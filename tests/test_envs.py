@@ -258,3 +258,39 @@ def test_import_turns_off_xlas_cpu_fusion_emitters_unless_told():
         assert out.returncode == 0, out.stderr[-2000:]
         flags = out.stdout.strip().splitlines()[-1]
         assert expected in flags and flags.count("fusion_emitters") == 1, flags
+
+
+def test_episode_success_rate_per_task_matches_a_plain_count():
+    """`success` in an env's info becomes `episode_success` (the last step's success), and
+    `episode_metrics` reports the fraction of finished episodes that succeeded, overall and per
+    task, as a plain count over the same [T, E] arrays does."""
+    from jaxrl.metrics import episode_info, episode_metrics
+
+    rng = np.random.default_rng(0)
+    done = rng.random((40, 6)) < 0.2
+    success = rng.random((40, 6)) < 0.4
+    info = {"episode_return": rng.normal(size=(40, 6)).astype(np.float32),
+            "episode_length": np.ones((40, 6), np.int32), "episode_done": done,
+            "episode_success": success, "other": np.zeros((40, 6))}
+    assert set(episode_info(info)) == {"episode_return", "episode_length", "episode_done",
+                                       "episode_success"}
+    task_index = np.array([0, 1, 2, 0, 1, 2])
+    m = jax.tree.map(np.asarray, episode_metrics(episode_info(info), task_index, 3))
+    np.testing.assert_allclose(m["episode_success_mean"], success[done].mean(), rtol=1e-6)
+    assert m["episode_success_count"] == done.sum()
+    for k in range(3):
+        mask = done & (task_index == k)
+        np.testing.assert_allclose(m[f"task{k}_success_mean"], success[mask].mean(), rtol=1e-6)
+    assert "episode_success_mean" not in episode_metrics(
+        {k: v for k, v in info.items() if k != "episode_success"})
+
+    class Succeeds(envs.Wrapper):  # "success": the cart ends right of the centre
+        def step(self, key, state, action, params):
+            out = self.env.step(key, state, action, params)
+            return (*out[:5], {**out[5], "success": out[5]["final_observation"][0] > 0})
+
+    env, params = envs.make("CartPole-v1")
+    _, _, _, terminated, truncated, info = rollout(envs.EpisodeStats(Succeeds(env)), params, 2, 300,
+                                                   jax.random.PRNGKey(1))
+    np.testing.assert_array_equal(info["episode_success"], info["success"])
+    assert 0 < info["episode_success"][info["episode_done"]].mean() < 1

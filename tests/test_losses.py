@@ -31,8 +31,10 @@ def test_diag_gaussian_matches_scipy():
     np.testing.assert_allclose(d.entropy()[0], ref.entropy().sum(), rtol=1e-5)
 
 
-def ppo_loss_reference(logp_new, logp_old, adv, value, value_old, target, entropy, eps, vf, ent):
-    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+def ppo_loss_reference(logp_new, logp_old, adv, value, value_old, target, entropy, eps, vf, ent,
+                       normalize=True):
+    if normalize:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
     ratio = np.exp(logp_new - logp_old)
     surrogate = np.minimum(ratio * adv, np.clip(ratio, 1 - eps, 1 + eps) * adv)
     v_clip = value_old + np.clip(value - value_old, -eps, eps)
@@ -63,5 +65,11 @@ def test_ppo_loss_matches_reference():
                              value, np.asarray(batch["value"]), np.asarray(batch["target"]), entropy,
                              0.2, 0.5, 0.01)
     np.testing.assert_allclose(loss, ref, rtol=1e-4)
+    raw = ppo_loss(params, apply_fn, batch, 0.2, 0.5, 0.01, normalize_advantages=False)[0]
+    np.testing.assert_allclose(raw, ppo_loss_reference(
+        logp_new, np.asarray(batch["log_prob"]), np.asarray(batch["advantage"]), value,
+        np.asarray(batch["value"]), np.asarray(batch["target"]), entropy, 0.2, 0.5, 0.01,
+        normalize=False), rtol=1e-4)
+    assert abs(float(raw) - float(loss)) > 1e-3  # the switch matters on this batch
     ratio = np.exp(logp_new - np.asarray(batch["log_prob"]))
     np.testing.assert_allclose(metrics["clip_fraction"], (np.abs(ratio - 1) > 0.2).mean(), rtol=1e-6)

@@ -46,6 +46,13 @@ def test_float_sweep_does_not_recompile(tiny_ppo):
     assert len(traces) == 1
     # ...and the traced learning rate really is used: different rates, different updates.
     assert not np.allclose(metrics["approx_kl"][0], metrics["approx_kl"][1])
+    # reward_scaling (traced too) scales what is learned from, not the returns reported: the
+    # first rollouts (same params, same key) report the same returns, the value losses differ
+    configs = stack_configs([tiny_ppo, tiny_ppo.replace(reward_scaling=10.0)])
+    _, metrics = fn(configs, jax.vmap(seed_key)(np.zeros(2, int)))
+    assert len(traces) == 1
+    np.testing.assert_array_equal(metrics["episode_return_mean"][0, 0], metrics["episode_return_mean"][1, 0])
+    assert metrics["value_loss"][1, 0] > 10 * metrics["value_loss"][0, 0]
 
 
 @pytest.mark.timeout(600)

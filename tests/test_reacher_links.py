@@ -15,7 +15,7 @@ import pytest
 import envs
 from envs import render
 from envs.reacher_links import (FRAME_SKIP, LINK_BODIES, LINK_COUNTS, LINK_LENGTH, MAX_LINKS,
-                                sample_target)
+                                SUCCESS_DISTANCE, sample_target)
 
 STEPS = 200
 KEY = jax.random.PRNGKey(0)
@@ -90,6 +90,8 @@ def test_mjx_matches_mujoco_c(family, long_run, actions):
                                 actions[t])
         errors.append(np.abs(qpos - long_run["qpos"][t, 1:]).max())
         np.testing.assert_allclose(long_run["info"]["reward_components"][t, :, 0], distance, atol=1e-5)
+        np.testing.assert_array_equal(long_run["info"]["success"][t],  # the physical criterion
+                                      long_run["info"]["reward_components"][t, :, 0] < SUCCESS_DISTANCE)
         assert np.abs(long_run["qpos"][t, :, :n]).max() > 1.0  # the arm really moved
     print("MJX vs C max |qpos| error per task:", errors)
     assert max(errors) < 1e-4, errors

@@ -14,7 +14,7 @@ import envs
 from jaxrl import buffers
 from jaxrl.agents.base import Trainer, batched_env
 from jaxrl.config import ConfigError
-from jaxrl.metrics import episode_metrics, reduce_rows
+from jaxrl.metrics import episode_info, episode_metrics, reduce_rows
 
 
 AUTO_ROWS = 1000  # log_every 0 (auto): about this many metrics rows per run
@@ -168,8 +168,7 @@ def make_offpolicy_trainer(config, env, env_params, agent: OffPolicyAgent) -> Tr
             buffer = buffers.add(buffer, {"obs": obs, "action": action, "reward": reward,
                                           "next_obs": info["final_observation"],
                                           "terminated": terminated, "truncated": truncated})
-            episodes = {"episode_return": info["episode_return"],
-                        "episode_length": info["episode_length"], "episode_done": info["episode_done"]}
+            episodes = episode_info(info)
             return (buffer, env_state, next_obs, key), (episodes, extras)
 
         def gradient_step(args):

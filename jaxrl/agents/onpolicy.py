@@ -4,8 +4,8 @@ terminated/truncated handling), the trained-agent plumbing (params, observation 
 greedy policy, value). An algorithm is only its `improve` step on the rollout's batch.
 
 `actor_critic_trainer(config, env, env_params, init_optimizer, improve)` reads the static fields
-num_envs, num_steps, total_steps, hidden_sizes, activation, normalize_obs and the traced gamma
-and gae_lambda of `config`; the algorithm supplies
+num_envs, num_steps, total_steps, hidden_sizes, activation, normalize_obs and the traced gamma,
+gae_lambda and reward_scaling of `config`; the algorithm supplies
 
 - `init_optimizer(config, params) -> opt_state` (any pytree: one optax state, or a tuple of one
   per network);
@@ -27,7 +27,7 @@ from flax import struct
 import envs
 from jaxrl.agents.base import Trainer, batched_env, rollout_steps, validate_rollout
 from jaxrl.config import ConfigError, hparam, static
-from jaxrl.metrics import episode_metrics
+from jaxrl.metrics import episode_info, episode_metrics
 from jaxrl.nets import ACTIVATIONS, ActorCritic
 
 steps_per_update = rollout_steps
@@ -64,6 +64,11 @@ def gamma_field(default: float = 0.99):
 
 def gae_lambda_field(default: float):
     return hparam(default, "GAE lambda (1 = n-step returns to the end of the rollout)", high=1.0)
+
+
+def reward_scaling_field():
+    return hparam(1.0, "rewards are multiplied by this before learning (returns are reported "
+                       "unscaled); brax's PPO option of the same name", low_open=True)
 
 
 def normalized(x: jax.Array) -> jax.Array:
@@ -154,10 +159,7 @@ def actor_critic_trainer(config, env, env_params, init_optimizer: Callable,
                       "value": value, "reward": reward.astype(jnp.float32),
                       "terminated": terminated.astype(jnp.float32),
                       "done": jnp.logical_or(terminated, truncated).astype(jnp.float32),
-                      "final_obs": info["final_observation"],
-                      "episode_return": info["episode_return"],
-                      "episode_length": info["episode_length"],
-                      "episode_done": info["episode_done"]}
+                      "final_obs": info["final_observation"], **episode_info(info)}
         return (params, env_state, next_obs, key), transition
 
     def update(config, state: ActorCriticState, index: jax.Array):
@@ -165,7 +167,7 @@ def actor_critic_trainer(config, env, env_params, init_optimizer: Callable,
         (params, env_state, obs, key), traj = jax.lax.scan(
             env_step, (state.params, state.env_state, state.obs, state.key), None, num_steps)
         _, next_values = network.apply(params, traj["final_obs"])
-        advantages, targets = compute_gae(traj["reward"], traj["value"], next_values,
+        advantages, targets = compute_gae(traj["reward"] * config.reward_scaling, traj["value"], next_values,
                                           traj["terminated"], traj["done"],
                                           config.gamma, config.gae_lambda)
         batch = {"obs": traj["obs"], "action": traj["action"], "log_prob": traj["log_prob"],

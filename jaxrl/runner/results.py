@@ -103,8 +103,9 @@ class Results:
         a run with no finished episode there (possible only with episode_updates unknown). For a
         multi-task row, the mean over its tasks of each task's final return (tasks weigh equally,
         however long their episodes)."""
-        if prefix == "episode_return" and self.tasks and len(self.tasks[0]) > 1:
-            return np.mean([self.final_return(fraction, f"task{k}_return")
+        if prefix.startswith("episode_") and self.tasks and len(self.tasks[0]) > 1:
+            name = prefix[len("episode_"):]
+            return np.mean([self.final_return(fraction, f"task{k}_{name}")
                             for k in range(len(self.tasks[0]))], axis=0)
         last = self.final_window(fraction)
         return self.window_return(self.num_updates - last, self.num_updates, prefix)
@@ -119,15 +120,20 @@ class Results:
         return stats.count_weighted_mean(self.metrics[f"{prefix}_mean"][..., start:stop],
                                          self.metrics[f"{prefix}_count"][..., start:stop])
 
-    def task_final_returns(self, config_index: int = 0) -> dict[int, np.ndarray]:
-        """Task id -> [seeds] final return on that task, for config `config_index` (with
-        single_task, gathered from that config's one-task rows)."""
+    def task_final_returns(self, config_index: int = 0, name: str = "return") -> dict[int, np.ndarray]:
+        """Task id -> [seeds] final return on that task (`name="success"`: final success rate),
+        for config `config_index` (with single_task, gathered from that config's one-task rows)."""
         if self.single_task:
             rows = self._single_task_rows(config_index)
-            finals = self.final_return()
+            finals = self.final_return(prefix=f"episode_{name}")
             return {self.tasks[r][0]: finals[r] for r in rows}
-        return {t: self.final_return(prefix=f"task{k}_return")[config_index]
+        return {t: self.final_return(prefix=f"task{k}_{name}")[config_index]
                 for k, t in enumerate(self.tasks[config_index])}
+
+    @property
+    def has_success(self) -> bool:
+        """Whether the env reported success (episode_success_* metrics exist)."""
+        return "episode_success_mean" in self.metrics
 
     def _single_task_rows(self, config_index: int) -> list[int]:
         per_config = len({tuple(t) for t in self.tasks})
@@ -145,6 +151,11 @@ class Results:
         else:
             per_seed = self.final_return()[config_index]
         final = iqm_summary(per_seed, reps)
+        success = per_task_success = None
+        if self.has_success:  # the same windows and rules as the final return
+            per_task_success = self.task_final_returns(config_index, "success") if self.tasks else None
+            success = iqm_summary(np.mean(list(per_task_success.values()), axis=0) if self.single_task
+                                  else self.final_return(prefix="episode_success")[config_index], reps)
         diverged = [] if self.diverged is None else [
             seed for s, seed in enumerate(self.seeds) if self.diverged[rows, s].any()]
         evals = self.final_eval_return()
@@ -159,9 +170,12 @@ class Results:
                 / max(self.run_seconds, 1e-9),
                 "devices": self.devices, "chunk_size": self.chunk_size, "num_chunks": self.num_chunks,
                 "config": to_dict(self.configs[rows[0]]), "final_return": final}
+        if success is not None:
+            summary["final_success"] = success
         if per_task is not None:
             summary.update(single_task=self.single_task, tasks=sorted(per_task), per_task=[
-                {"task": t, "name": self.task_names[t], "final_return": iqm_summary(x, reps)}
+                {"task": t, "name": self.task_names[t], "final_return": iqm_summary(x, reps),
+                 **({} if success is None else {"final_success": iqm_summary(per_task_success[t], reps)})}
                 for t, x in sorted(per_task.items())])
         return summary
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flax import struct
 
-from jaxrl.agents.onpolicy import (activation_field, gae_lambda_field, gamma_field,
+from jaxrl.agents.onpolicy import (activation_field, gae_lambda_field, gamma_field, reward_scaling_field,
                                    hidden_sizes_field, normalize_obs_field, num_envs_field,
                                    num_steps_field, total_steps_field)
 from jaxrl.config import hparam, static
@@ -28,6 +28,7 @@ class A2CConfig:
                             low_open=True)
     gamma: float = gamma_field()
     gae_lambda: float = gae_lambda_field(1.0)
+    reward_scaling: float = reward_scaling_field()
     ent_coef: float = hparam(0.0, "entropy bonus coefficient")
     vf_coef: float = hparam(0.5, "value loss coefficient")
     max_grad_norm: float = hparam(0.5, "global gradient-norm clip", low_open=True)

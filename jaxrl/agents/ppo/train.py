@@ -34,7 +34,8 @@ def make_train(config: PPOConfig, env, env_params, loss_fn=ppo_loss):
         def minibatch_step(carry, minibatch):
             params, opt_state = carry
             grads, metrics = jax.grad(loss_fn, has_aux=True)(
-                params, apply_fn, minibatch, config.clip_eps, config.vf_coef, config.ent_coef)
+                params, apply_fn, minibatch, config.clip_eps, config.vf_coef, config.ent_coef,
+                config.normalize_advantages)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), {
                 **metrics, "grad_norm": optax.global_norm(grads)}

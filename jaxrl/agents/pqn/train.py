@@ -28,7 +28,7 @@ from jaxrl.agents.dqn.train import QNetwork
 from jaxrl.agents.pqn.config import PQNConfig
 from jaxrl.agents.onpolicy import compute_gae
 from jaxrl.config import ConfigError
-from jaxrl.metrics import episode_metrics
+from jaxrl.metrics import episode_info, episode_metrics
 
 
 steps_per_update = rollout_steps
@@ -113,9 +113,7 @@ def make_train(config: PQNConfig, env, env_params, make_optimizer=radam) -> Trai
                 "obs": obs, "action": action, "q": q, "reward": reward.astype(jnp.float32),
                 "terminated": terminated.astype(jnp.float32),
                 "done": jnp.logical_or(terminated, truncated).astype(jnp.float32),
-                "final_obs": info["final_observation"], "epsilon": epsilon,
-                "episode_return": info["episode_return"], "episode_length": info["episode_length"],
-                "episode_done": info["episode_done"]}
+                "final_obs": info["final_observation"], "epsilon": epsilon, **episode_info(info)}
 
         (env_state, obs, key), traj = jax.lax.scan(env_step, (state.env_state, state.obs, state.key),
                                                    jnp.arange(num_steps))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flax import struct
 
-from jaxrl.agents.onpolicy import (activation_field, gae_lambda_field, gamma_field,
+from jaxrl.agents.onpolicy import (activation_field, gae_lambda_field, gamma_field, reward_scaling_field,
                                    hidden_sizes_field, normalize_obs_field, num_envs_field,
                                    num_steps_field, total_steps_field)
 from jaxrl.config import hparam, static
@@ -27,3 +27,4 @@ class VPGConfig:
     vf_lr: float = hparam(1e-3, "value-function Adam learning rate (traced)", low_open=True)
     gamma: float = gamma_field()
     gae_lambda: float = gae_lambda_field(0.97)
+    reward_scaling: float = reward_scaling_field()
