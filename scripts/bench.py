@@ -8,7 +8,7 @@ PureJaxRL's settings (4 envs x 128 steps, 4 epochs, 4 minibatches, 64x64 tanh) a
 seeds, and for env-only rollouts (random actions), it reports env
 steps/s (seeds x steps / run seconds, compile excluded), compile seconds (cold: no persistent
 cache) and peak resident memory. Each case runs in its own subprocess so its peak memory is its
-own. With `--peer PYTHON` it also runs rejax (../shared/peers/rejax_bench.py, in that interpreter's
+own. With `--peer PYTHON` it also runs rejax (scripts/rejax_peer.py, in that interpreter's
 venv) on the same settings right after ours, and reports the ratio.
 
     .venv/bin/python scripts/bench.py [--seeds 1,16,256] [--total-steps 500000] [--peer PYTHON]
@@ -28,14 +28,14 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PEER_SCRIPT = os.path.join(ROOT, "..", "shared", "peers", "rejax_bench.py")
+PEER_SCRIPT = os.path.join(ROOT, "scripts", "rejax_peer.py")  # rejax 0.1.3 in its own venv
 # This PPO's arithmetic per env step: acting (forward) plus 4 epochs of forward and backward on
 # a 64x64 actor and critic, ~231 kFLOP; this box's f32 matmul peak is ~148 GFLOP/s.
 FLOP_PER_STEP = 231e3
 PEAK_FLOPS = 148e9
 
 
-# Settings matched to the peer's: (env, our config overrides, rejax_bench.py overrides, steps cap).
+# Settings matched to the peer's: (env, our config overrides, rejax_peer.py overrides, steps cap).
 # rejax 0.1.3's own defaults are what the peer runs with; ours are set field by field to them.
 # Differences left: rejax always evaluates once at the end (a few episodes, inside its timing);
 # rejax's optimizers are Adam where ours are RAdam (PQN); metrics rows: ours auto (--log-every 0).

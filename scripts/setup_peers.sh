@@ -2,7 +2,7 @@
 # Sets up the peers that speed ratios are measured against, each in its own venv outside the repo
 # (they need other versions of our dependencies). Usage: scripts/setup_peers.sh [rejax] [sb3]
 #   rejax: rejax 0.1.3 (pure JAX; needs the pre-1.0 gymnax step API) in ~/.cache/rejax-peer,
-#          run by ../shared/peers/rejax_bench.py; scripts/bench.py --peer ~/.cache/rejax-peer/bin/python
+#          run by scripts/rejax_peer.py; scripts/bench.py --peer ~/.cache/rejax-peer/bin/python
 #   sb3:   sb3-contrib (PyTorch CPU, single-threaded TRPO) with Gymnasium's classic control in
 #          ~/.cache/sb3-peer, run by scripts/sb3_trpo.py; scripts/parallel_trpo.py --peer ~/.cache/sb3-peer/bin/python
 set -euo pipefail

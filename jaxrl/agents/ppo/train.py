@@ -33,9 +33,9 @@ def make_train(config: PPOConfig, env, env_params, loss_fn=ppo_loss):
 
         def minibatch_step(carry, minibatch):
             params, opt_state = carry
-            grads, metrics = jax.grad(loss_fn, has_aux=True)(
-                params, apply_fn, minibatch, config.clip_eps, config.vf_coef, config.ent_coef,
-                config.normalize_advantages)
+            switch = {} if config.normalize_advantages else {"normalize_advantages": False}
+            grads, metrics = jax.grad(loss_fn, has_aux=True)(  # a variant's loss_fn may omit the switch
+                params, apply_fn, minibatch, config.clip_eps, config.vf_coef, config.ent_coef, **switch)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), {
                 **metrics, "grad_norm": optax.global_norm(grads)}
