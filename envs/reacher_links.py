@@ -150,13 +150,11 @@ LINK_BODIES = np.arange(1, MAX_LINKS + 1)  # body ids of link0..link4 (0 is the 
 
 
 def link_mass_scale(num_links, xp=jnp):
-    """[nbody] 1 for every body but the locked links (link{i}, i >= num_links): 0."""
-    scale = xp.ones(MAX_LINKS + 2, np.float32)  # world, 5 links, target
-    locked = xp.arange(MAX_LINKS) >= num_links
-    if xp is np:
-        scale[LINK_BODIES[locked]] = 0.0
-        return scale
-    return scale.at[LINK_BODIES].set(jnp.where(locked, 0.0, 1.0))
+    """[nbody] 1 for every body but the locked links (link{i}, i >= num_links): 0. `xp` is
+    numpy for the C model, jax.numpy (traced link count) inside the step."""
+    body = xp.arange(MAX_LINKS + 2)  # world, link0..link4, target
+    locked = (body >= LINK_BODIES[0] + num_links) & (body <= LINK_BODIES[-1])
+    return xp.where(locked, 0.0, 1.0).astype(np.float32)
 
 
 class ReacherLinks(MjxEnv):
@@ -182,8 +180,7 @@ class ReacherLinks(MjxEnv):
         scale = link_mass_scale(n, np)
         model.body_mass[:] *= scale
         model.body_inertia[:] *= scale[:, None]
-        hidden = scale[model.geom_bodyid] == 0
-        model.geom_rgba[hidden, 3] = 0.0
+        model.geom_rgba[scale[model.geom_bodyid] == 0, 3] = 0.0
         model.site_rgba[scale[model.site_bodyid] == 0, 3] = 0.0
         return model
 
