@@ -33,7 +33,7 @@ import gymnax  # noqa: E402  (after the flag above)
 
 from envs.family import (TaskFamily, TaskParams, env_task_index, is_table, num_tasks, select_tasks,
                          spread_tasks, task)
-from envs.wrappers import (AutoReset, ClipAction, EpisodeStats, NormalizeObservation,
+from envs.wrappers import (ENV_AXIS, AutoReset, ClipAction, EpisodeStats, NormalizeObservation,
                            RescaleAction, Wrapper)
 
 BRAX_ENVS = ("ant", "halfcheetah", "hopper", "humanoid", "humanoidstandup", "inverted_pendulum",
@@ -50,17 +50,38 @@ FAMILIES = {
 
 # Every named env besides gymnax's and brax/NAME: the families and what `register` adds.
 _REGISTRY: dict[str, Callable[..., tuple[Any, Any]] | str] = dict(FAMILIES)
+# What `register(..., recommended=)` gave: env name -> algorithm -> {config field: value}.
+_RECOMMENDED: dict[str, dict[str, dict[str, Any]]] = {}
 
 
-def register(name: str, factory: Callable[..., tuple[Any, Any]] | str) -> None:
+def register(name: str, factory: Callable[..., tuple[Any, Any]] | str,
+             recommended: dict[str, dict[str, Any]] | None = None) -> None:
     """Make `make(name, **kwargs)` return `factory(**kwargs)`, an (env, params) pair that keeps
     the contract above (6-value step, auto-reset with info["final_observation"]: wrap an env that
     does not reset itself in `envs.AutoReset`). `factory` may be "module:function", imported on
     first use. The CLI, `jaxrl.load` and render all build envs through `make`; a module that
-    registers envs is given to the CLI as `--env-module MODULE`."""
+    registers envs is given to the CLI as `--env-module MODULE`. `recommended` maps an algorithm
+    name to the config fields it should train this env with (see `recommended`)."""
     if name in _REGISTRY or name in gymnax.registered_envs or name.startswith("brax/"):
         raise ValueError(f"envs.register: {name!r} is already an env name; choose another")
     _REGISTRY[name] = factory
+    _RECOMMENDED[name] = {algo: dict(fields) for algo, fields in (recommended or {}).items()}
+
+
+def recommended(name: str, algo: str) -> dict[str, Any]:
+    """The config fields (field name -> value) that env `name` recommends for training it with
+    algorithm `algo` (observation normalisation, reward scaling, envs, rollout length, ...), {}
+    when it recommends none. They live with the env, in one place: a family's module holds
+    `RECOMMENDED = {env name: {algo: fields}}`, and `register(..., recommended=)` gives your
+    own env's. jaxrl's CLI and
+    `jaxrl.agents.env_config` start from them; options given explicitly win."""
+    if name in _RECOMMENDED:
+        return dict(_RECOMMENDED[name].get(algo, {}))
+    factory = _REGISTRY.get(name)
+    if not isinstance(factory, str):
+        return {}
+    table = getattr(importlib.import_module(factory.split(":")[0]), "RECOMMENDED", {})
+    return dict(table.get(name, {}).get(algo, {}))
 
 
 def import_env_module(module: str) -> None:
@@ -130,6 +151,6 @@ def is_discrete(env: Any, params: Any) -> bool:
     return isinstance(env.action_space(params), gymnax.environments.spaces.Discrete)
 
 
-__all__ = ["make", "register", "import_env_module", "spec", "EnvSpec", "list_envs", "is_discrete", "max_steps", "DEFAULT_MAX_STEPS", "Wrapper", "AutoReset", "EpisodeStats",
-           "NormalizeObservation", "ClipAction", "RescaleAction", "BRAX_ENVS", "FAMILIES", "TaskFamily",
+__all__ = ["make", "register", "recommended", "import_env_module", "spec", "EnvSpec", "list_envs", "is_discrete", "max_steps", "DEFAULT_MAX_STEPS", "Wrapper", "AutoReset", "EpisodeStats",
+           "NormalizeObservation", "ENV_AXIS", "ClipAction", "RescaleAction", "BRAX_ENVS", "FAMILIES", "TaskFamily",
            "TaskParams", "env_task_index", "is_table", "num_tasks", "select_tasks", "spread_tasks", "task"]

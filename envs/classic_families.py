@@ -8,6 +8,11 @@ import gymnax
 from envs.family import TaskFamily
 
 
+# PPO's settings for the family (`envs.recommended`; CartPoleMorph learns at PPO's defaults):
+# those of the transfer study in docs/studies.md.
+RECOMMENDED = {"PendulumMorph-v0": {"ppo": dict(num_steps=256, lr=1e-3, normalize_obs=True)}}
+
+
 def cartpole_morph(one_hot: bool = True):
     """CartPole-v1 with pole half-lengths 0.25, 0.5, 1.0, 1.5 m and pole masses 0.05-0.3 kg."""
     env, base = gymnax.make("CartPole-v1")

@@ -263,6 +263,13 @@ MORPH_VARIANTS = {
 }
 
 
+# Brax-like PPO settings for the walkers (`envs.recommended`): normalised observations, 64-step
+# rollouts; what scripts/multitask.py ran at smoke size. Not yet shown to learn on the CPU.
+_WALKER_PPO = dict(num_steps=64, update_epochs=4, num_minibatches=8, lr=3e-4, ent_coef=0.0,
+                   normalize_obs=True, hidden_sizes=(128, 128))
+RECOMMENDED = {"WalkerMorph-v0": {"ppo": _WALKER_PPO}, "WalkerSkills-v0": {"ppo": _WALKER_PPO}}
+
+
 def walker_morph(one_hot: bool = True):
     """Five bodies (limb lengths, masses) running forward with Walker2d's reward."""
     mj_models = [mujoco.MjModel.from_xml_string(walker_xml(thigh, leg, torso_density=td, leg_density=ld))

@@ -91,23 +91,41 @@ class NormalizeObservationState:
     count: jax.Array
 
 
+# The vmap axis name of a batch of parallel envs (jaxrl's `batched_env`), over which
+# `NormalizeObservation(env, axis_name=ENV_AXIS)` pools its statistics.
+ENV_AXIS = "envs"
+
+
 class NormalizeObservation(Wrapper):
     """Normalises observations by a running mean and variance (Chan et al.'s update), then clips.
 
-    Statistics are per env instance (each vmapped env keeps its own), updated with every observation
-    it returns. `info["final_observation"]` is normalised with the same statistics."""
+    With `axis_name` (the vmap axis of a batch of envs, e.g. ENV_AXIS) the statistics are pooled:
+    every step updates them with the whole batch's observations (their mean and variance over the
+    axis), so every env holds the same statistics, as brax's and SB3's VecNormalize keep one for
+    all envs. That matters on a task family: per-env statistics would see one task each, turning
+    the one-hot task id (constant within an env) into 0 and the policy's saved statistics into
+    those of one task. Without `axis_name` each env keeps its own (gymnasium's wrapper).
+    `info["final_observation"]` is normalised with the same statistics."""
 
-    def __init__(self, env: Any, clip: float = 10.0, epsilon: float = 1e-8):
+    def __init__(self, env: Any, clip: float = 10.0, epsilon: float = 1e-8,
+                 axis_name: str | None = None):
         super().__init__(env)
-        self.clip, self.epsilon = clip, epsilon
+        self.clip, self.epsilon, self.axis_name = clip, epsilon, axis_name
 
     def _update(self, state, obs):
-        # Chan et al.'s parallel update with a batch of one; the prior (mean 0, var 1, count 1e-4)
-        # follows gymnasium's RunningMeanStd so the first observations are not divided by ~0.
-        count = state.count + 1.0
-        delta = obs - state.mean
-        mean = state.mean + delta / count
-        var = (state.var * state.count + delta**2 * state.count / count) / count
+        # Chan et al.'s parallel update with a batch of n (1 per env, or the pooled batch); the
+        # prior (mean 0, var 1, count 1e-4) follows gymnasium's RunningMeanStd so the first
+        # observations are not divided by ~0.
+        if self.axis_name is None:
+            batch_mean, batch_var, n = obs, jnp.zeros_like(obs), 1.0
+        else:
+            batch_mean = jax.lax.pmean(obs, self.axis_name)
+            batch_var = jax.lax.pmean((obs - batch_mean) ** 2, self.axis_name)
+            n = jax.lax.psum(1.0, self.axis_name)
+        count = state.count + n
+        delta = batch_mean - state.mean
+        mean = state.mean + delta * n / count
+        var = (state.var * state.count + batch_var * n + delta**2 * state.count * n / count) / count
         return state.replace(mean=mean, var=var, count=count)
 
     def _normalize(self, state, obs):

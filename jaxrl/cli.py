@@ -67,6 +67,16 @@ def given_fields(args: argparse.Namespace, config_cls) -> dict[str, Any]:
             if getattr(args, f.name, None) is not None}
 
 
+def as_options(fields: dict[str, Any]) -> str:
+    """Config fields as the command-line options that give them."""
+    def one(name, value):
+        if isinstance(value, bool):
+            return option(name) if value else "--no-" + option(name)[2:]
+        shown = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
+        return f"{option(name)} {shown}"
+    return " ".join(one(k, v) for k, v in fields.items())
+
+
 def add_common_options(parser: argparse.ArgumentParser, algos) -> None:
     parser.add_argument("--algo", default="ppo", help=f"algorithm: {', '.join(sorted(algos))} "
                         "(default: %(default)s)")
@@ -80,6 +90,10 @@ def add_common_options(parser: argparse.ArgumentParser, algos) -> None:
     parser.add_argument("--env-module", action="append", default=[], metavar="MODULE",
                         help="import MODULE first (repeatable): a module of yours that calls "
                         "envs.register(name, factory), so --env can name its envs")
+    parser.add_argument("--env-settings", action=argparse.BooleanOptionalAction, default=True,
+                        help="start from the config fields the env recommends for --algo "
+                        "(envs.recommended, e.g. ReacherLinks-v0's for ppo; options given win); "
+                        "--no-env-settings uses the algorithm's own defaults (default: on)")
     parser.add_argument("--tasks", default="all", metavar="all|ID[,ID...]",
                         help="task family only: the tasks one network trains on at once, its envs "
                         "spread evenly over them (--num-envs a multiple of their number); e.g. 2 "
@@ -191,9 +205,10 @@ def build_parser(algo: str | None) -> Parser:
                               description="Run every seed's deterministic policy of a finished "
                               "train run on fresh episodes (all seeds in one vmapped program) and "
                               "print the IQM of the per-seed mean returns with a 95%% bootstrap "
-                              "CI (a --single-task run: each task's networks on their own task, "
-                              "per task and the per-seed mean over tasks); writes RUN/eval.json "
-                              "(or --out).",
+                              "CI, and of the success rates for an env that reports success. On a "
+                              "task family also per task (a --single-task run: each task's "
+                              "networks on their own task; overall the per-seed mean over tasks). "
+                              "Writes RUN/eval.json (or --out).",
                               epilog="example: python -m jaxrl eval runs/cartpole --episodes 100")
     evaluate.add_argument("run_dir", metavar="RUN", help="a folder written by `train`")
     evaluate.add_argument("--episodes", type=int, default=100, help="episodes per seed "
@@ -252,7 +267,7 @@ def parse_run(argv: list[str]) -> tuple[argparse.Namespace, list]:
     if not has_help:  # joins the job (options checked first) before anything touches a device
         distributed.start(known.coordinator, known.num_processes, known.process_id,
                           known.heartbeat_timeout, known.init_timeout)
-    from jaxrl.agents import get_algo  # imports envs, which starts JAX's backend
+    from jaxrl.agents import env_fields, get_algo  # imports envs, which starts JAX's backend
 
     spec = get_algo(known.algo) if not has_help else None
     args = build_parser(known.algo).parse_args(argv)
@@ -270,9 +285,6 @@ def parse_run(argv: list[str]) -> tuple[argparse.Namespace, list]:
     if last_seed > MAX_SEED:
         raise ConfigError(f"--seed-offset/--seeds: the last seed would be {last_seed}; seeds are "
                           f"32-bit, at most {MAX_SEED}")
-    given = given_fields(args, spec.Config)
-    config = make_config(spec.Config, given)
-    configs = sweep_configs(args, config, given) if args.command == "sweep" else [config]
     import envs
 
     try:
@@ -280,6 +292,12 @@ def parse_run(argv: list[str]) -> tuple[argparse.Namespace, list]:
             envs.import_env_module(module)
     except ValueError as e:  # envs never imports jaxrl, so it raises a plain ValueError
         raise ConfigError(str(e)) from None
+    given = given_fields(args, spec.Config)
+    args.env_fields = {k: v for k, v in env_fields(args.algo, args.env).items() if k not in given
+                       } if args.env_settings else {}
+    given = args.env_fields | given
+    config = make_config(spec.Config, given)
+    configs = sweep_configs(args, config, given) if args.command == "sweep" else [config]
     if args.command == "sweep" and args.single_task:
         raise ConfigError("--single-task: sweeps tune one config for the selected tasks together; "
                           "sweep each task with --tasks ID instead")
@@ -441,7 +459,7 @@ def run_record(args: argparse.Namespace, config: Any) -> dict:
               "eval_episodes": args.eval_episodes, "num_processes": jax.process_count(),
               "num_devices": jax.device_count(),
               "init_from": args.init_from and os.path.abspath(args.init_from),
-              **to_dict(config)}
+              "env_settings": args.env_fields, **to_dict(config)}
     return json.loads(json.dumps(record))  # tuples as lists, as read back from the file
 
 
@@ -470,6 +488,9 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
         with open(claim.path("config.json"), "w") as f:
             json.dump(run_record(args, config), f, indent=2)
     steps = args.plan.trainer.num_updates * args.plan.spec.steps_per_update(config)
+    if args.env_fields:
+        print(f"{args.env}'s recommended settings for {args.algo}: {as_options(args.env_fields)} "
+              "(--no-env-settings: the algorithm's defaults)", flush=True)
     print(f"training {args.algo} on {args.env}: {args.seeds} seeds x {steps} steps",
           flush=True)
     checkpoints = claim.path("checkpoints")
@@ -641,26 +662,36 @@ def eval_command(args: argparse.Namespace) -> dict:
     if os.path.lexists(out) and not args.overwrite:
         raise ConfigError(f"--out: {out} already exists; choose a new file or pass --overwrite")
     run = load(args.run_dir)
-    returns = run.evaluate(args.episodes, args.key, args.task)
-    per_task = returns.ndim == 2  # a single-task run: [tasks, seeds]; overall each seed's mean
+    stats = run.evaluation(args.episodes, args.key, args.task)  # "return" (and "success")
+    ids = run.task_ids() if args.task is None else None
+    if run.single_task and ids:  # [tasks, seeds], each task's networks; overall the seed means
+        per_task = [{k: v[i] for k, v in stats.items()} for i in range(len(ids))]
+        stats = {k: v.mean(0) for k, v in stats.items()}
+    else:  # one network for every task: also each task's episodes alone (the same program)
+        per_task = [run.evaluation(args.episodes, args.key, t) for t in ids] if ids and len(ids) > 1 else []
     result = {"run": os.path.abspath(args.run_dir), "episodes": args.episodes, "key": args.key,
               "task": args.task, "seeds": run.seeds,
-              "return": iqm_summary(returns.mean(0) if per_task else returns, 10_000)}
+              **{name: iqm_summary(v, 10_000) for name, v in stats.items()}}
     if per_task:
         result["per_task"] = [{"task": t, "name": run.env.task_names[t],
-                               "return": iqm_summary(r, 10_000)}
-                              for t, r in zip(run.task_ids(), returns)]
+                               **{name: iqm_summary(v, 10_000) for name, v in task.items()}}
+                              for t, task in zip(ids, per_task)]
     with open(out + ".tmp", "w") as f:
         json.dump(result, f, indent=2)
     os.replace(out + ".tmp", out)
+    def success(entry):  # the success rate's IQM over seeds, where the env reports success
+        r = entry.get("success")
+        return "" if r is None else (f"; success rate IQM {r['iqm']:.2f} ({r['ci95'][0]:.2f} to "
+                                     f"{r['ci95'][1]:.2f})")
+
     r = result["return"]
     print(f"greedy return IQM {r['iqm']:.1f} (95% CI {r['ci95'][0]:.1f} to {r['ci95'][1]:.1f}) over "
           f"{len(run.seeds)} seeds, {args.episodes} episodes each"
-          + ("" if args.task is None else f", task {args.task}") + f"; written to {out}")
+          + ("" if args.task is None else f", task {args.task}") + f"{success(result)}; written to {out}")
     for task in result.get("per_task", []):
         r = task["return"]
         print(f"  task {task['task']} ({task['name']}): IQM {r['iqm']:.1f} (95% CI "
-              f"{r['ci95'][0]:.1f} to {r['ci95'][1]:.1f})")
+              f"{r['ci95'][0]:.1f} to {r['ci95'][1]:.1f}){success(task)}")
     return result
 
 

@@ -174,24 +174,35 @@ class TrainedRun:
         the episodes' starts. A single-task run gives [tasks, seeds] (rows in `task_ids()`
         order): each task's networks on their own task, as the run trained and evaluated them;
         with `task`, [seeds] of that task's networks."""
+        return self.evaluation(episodes, key, task)["return"]
+
+    def evaluation(self, episodes: int = 100, key: jax.Array | int = 0,
+                   task: int | None = None) -> dict[str, np.ndarray]:
+        """`evaluate`'s episodes, every statistic: "return" (as `evaluate` gives it) and, for an
+        env that reports success, "success" (the same shape: each seed's fraction of episodes
+        whose last step succeeded)."""
         from jaxrl.agents.base import evaluate
 
         key = jax.random.PRNGKey(key) if isinstance(key, int) else key
         trainer = self.trainer
+        names = {"return": "eval_return_mean", "success": "eval_success_mean"}
 
         def over_seeds(env_params):
-            return jax.vmap(lambda params, key: evaluate(
-                trainer.eval_env, env_params, trainer.policy(params), key, episodes,
-                trainer.eval_max_steps)["eval_return_mean"], (0, None))
+            def one(params, key):
+                out = evaluate(trainer.eval_env, env_params, trainer.policy(params), key,
+                               episodes, trainer.eval_max_steps)
+                return {k: out[name] for k, name in names.items() if name in out}
+            return jax.vmap(one, (0, None))
 
         if self.single_task and task is None:  # row k: networks k on the one-task table of task k
             tables = jax.tree.map(lambda x: x[:, None], self.env_params)
-            return np.asarray(jax.jit(jax.vmap(lambda params, table, key: over_seeds(table)(
-                params, key), (0, 0, None)))(self.params, tables, key))
-        k = self.task_index(task)
-        env_params = self.env_params if task is None else envs.select_tasks(self.env_params, [k])
-        return np.asarray(jax.jit(over_seeds(env_params))(self.task_params(task), key))
-
+            out = jax.jit(jax.vmap(lambda params, table, key: over_seeds(table)(params, key),
+                                   (0, 0, None)))(self.params, tables, key)
+        else:
+            k = self.task_index(task)
+            env_params = self.env_params if task is None else envs.select_tasks(self.env_params, [k])
+            out = jax.jit(over_seeds(env_params))(self.task_params(task), key)
+        return {k: np.asarray(v) for k, v in out.items()}
 
     def rollout(self, seed: int, steps: int, key: jax.Array | int = 0, task: int | None = None):
         """One env driven by seed `seed`'s deterministic policy for `steps` steps (auto-reset

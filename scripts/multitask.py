@@ -1,4 +1,4 @@
-"""Does training on many tasks help? Two experiments on one task family, as one command.
+"""Does training on many tasks help? Three experiments on one task family, as one command.
 
     python scripts/multitask.py CartPoleMorph-v0 --seeds 16 --out runs/multitask-cartpole
 
@@ -7,24 +7,34 @@
     envs-per-task envs on every task at once and is run twice: with K x --steps steps (the same
     samples per task as single-task: "equal per-task") and with --steps steps (the same samples per
     network: "equal total"). Scores: final return and area under the curve (mean return over the
-    run) per task and seed; differences from single-task per (seed, task), with 95% stratified
+    run) per task and seed, and the same of the success rate on a family that reports success
+    (ReacherLinks-v0); differences from single-task per (seed, task), with 95% stratified
     bootstrap CIs (seeds resampled within each task).
+(c) Task id shown vs hidden: the equal-per-task multi-task run again without the one-hot task id
+    in the observation (`--hide-task-id`: the task is hidden context), minus the run with it.
 (b) Leave-one-out transfer. For each task h: pretrain on the other K-1 tasks for --pretrain-steps,
     then fine-tune on h for --finetune-steps from the pretrained network, against training h from
-    scratch for as long, on the same seeds. Scores: jumpstart (mean return over the first 10% of
-    updates), area under the curve, and steps to reach --threshold (the first update whose mean
-    episode return reaches it; runs that never do count as the whole budget, and the fraction that
-    reach it is reported), as paired differences fine-tuned minus scratch with 95% CIs.
+    scratch for as long, on the same seeds. Scores on the family's criterion (the training
+    episodes' return, or their success rate on a family that reports success): jumpstart (the
+    mean over the first 10% of updates), area under the curve, and steps to reach --threshold (the
+    first update whose value reaches it; runs that never do count as the whole budget, and the
+    fraction that reach it is reported), as paired differences fine-tuned minus scratch with 95%
+    CIs, over all held-out tasks and for each one.
 
 Writes OUT/summary.json (every number above) and OUT/curves.csv (per-update returns of every run,
 for the figures in notebooks/multitask.ipynb). OUT must not exist: results are never overwritten.
---size sets the budgets: `tiny` (a smoke test), `cpu` (what a 2-core CPU runs in minutes: the
-default), `full` (the issue's size, for a GPU); explicit --steps/... override it."""
+Each finished training run is kept in OUT.partial/cells/ until the study ends, so the same command
+resumes a cut-off study run by run. --size sets the budgets: `tiny` (a smoke test), `cpu` (what a
+2-core CPU runs in minutes: the default), `full` (the issue's size, for a GPU); explicit
+--steps/... override it."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import pickle
+import shutil
 import sys
 import time
 
@@ -36,28 +46,28 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jaxrl  # noqa: E402,F401  (XLA flags and the compile cache before jax)
 import envs  # noqa: E402
 from jaxrl import stats  # noqa: E402
+from jaxrl.agents import env_config  # noqa: E402
 from jaxrl.agents.ppo import PPOConfig  # noqa: E402
 from jaxrl.config import ConfigError  # noqa: E402
 from jaxrl.runner import run  # noqa: E402
 
-# Per family: PPO settings and, per size, (steps per task, pretrain steps, fine-tune steps), plus
-# the steps-to-threshold level. The MuJoCo families use normalised observations and Brax-like PPO.
-MUJOCO_PPO = dict(num_steps=64, update_epochs=4, num_minibatches=8, lr=3e-4, ent_coef=0.0,
-                  normalize_obs=True, hidden_sizes=(128, 128))
+# Per family: envs per task and, per size, (steps per task, pretrain steps, fine-tune steps), plus
+# the criterion (the training episodes' "return", or their "success" rate for an env that reports
+# success) and its steps-to-threshold level. PPO's settings are the family's own
+# (`envs.recommended`).
 FAMILIES = {
-    "CartPoleMorph-v0": dict(ppo={}, envs_per_task=4, threshold=300.0,
+    "CartPoleMorph-v0": dict(envs_per_task=4, threshold=300.0,
                              tiny=(4_096, 4_096, 2_048), cpu=(150_000, 300_000, 60_000),
                              full=(500_000, 1_000_000, 200_000)),
-    "PendulumMorph-v0": dict(ppo=dict(num_steps=256, lr=1e-3, normalize_obs=True), envs_per_task=4,
-                             threshold=-400.0, tiny=(4_096, 4_096, 2_048),
+    "PendulumMorph-v0": dict(envs_per_task=4, threshold=-400.0, tiny=(4_096, 4_096, 2_048),
                              cpu=(300_000, 600_000, 150_000), full=(1_000_000, 2_000_000, 500_000)),
-    "ReacherLinks-v0": dict(ppo=MUJOCO_PPO, envs_per_task=16, threshold=-10.0,
+    "ReacherLinks-v0": dict(envs_per_task=16, threshold=0.8, criterion="success",
                             tiny=(2_048, 2_048, 2_048), cpu=(200_000, 400_000, 100_000),
                             full=(5_000_000, 10_000_000, 2_000_000)),
-    "WalkerMorph-v0": dict(ppo=MUJOCO_PPO, envs_per_task=16, threshold=1000.0,
+    "WalkerMorph-v0": dict(envs_per_task=16, threshold=1000.0,
                            tiny=(2_048, 2_048, 2_048), cpu=(100_000, 200_000, 50_000),
                            full=(10_000_000, 20_000_000, 5_000_000)),
-    "WalkerSkills-v0": dict(ppo=MUJOCO_PPO, envs_per_task=16, threshold=1000.0,
+    "WalkerSkills-v0": dict(envs_per_task=16, threshold=1000.0,
                             tiny=(2_048, 2_048, 2_048), cpu=(100_000, 200_000, 50_000),
                             full=(10_000_000, 20_000_000, 5_000_000)),
 }
@@ -75,7 +85,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, help="(a) env steps per task of a single-task run")
     parser.add_argument("--pretrain-steps", type=int, help="(b) env steps of pretraining on K-1 tasks")
     parser.add_argument("--finetune-steps", type=int, help="(b) env steps on the held-out task")
-    parser.add_argument("--threshold", type=float, help="(b) return level for steps-to-threshold")
+    parser.add_argument("--threshold", type=float, help="(b) criterion level for steps-to-threshold "
+                        "(a return, or a success rate on a family that reports success)")
     parser.add_argument("--envs-per-task", type=int, help="parallel envs per task")
     parser.add_argument("--only", choices=("a", "b"), help="run only experiment a or b")
     parser.add_argument("--reps", type=int, default=10_000, help="bootstrap replicates")
@@ -83,7 +94,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.family not in FAMILIES:
         raise ConfigError(f"family: got {args.family!r}; allowed: {', '.join(FAMILIES)}")
     if os.path.exists(args.out):
-        raise ConfigError(f"--out: {args.out} already exists; choose a new folder")
+        raise ConfigError(f"--out: {args.out} already exists; choose a new folder (an unfinished "
+                          f"study resumes from {args.out}.partial)")
     spec = FAMILIES[args.family]
     defaults = dict(zip(("steps", "pretrain_steps", "finetune_steps"), spec[args.size]),
                     threshold=spec["threshold"], envs_per_task=spec["envs_per_task"])
@@ -97,8 +109,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def ppo_config(args, num_tasks: int, steps: int) -> PPOConfig:
-    return PPOConfig(**{**FAMILIES[args.family]["ppo"], "num_envs": args.envs_per_task * num_tasks,
-                        "total_steps": steps})
+    return env_config("ppo", args.family, num_envs=args.envs_per_task * num_tasks, total_steps=steps)
 
 
 def paired(diff: np.ndarray, reps: int) -> dict:
@@ -107,52 +118,70 @@ def paired(diff: np.ndarray, reps: int) -> dict:
     return {"mean": float(point), "ci95": [float(lo), float(hi)]}
 
 
-def curve_rows(results, label: str, per_task_steps: int) -> list[dict]:
-    """Per-update mean episode return of every (row, task, seed), for curves.csv."""
+def curve_rows(results, label: str, per_task_steps: int, names: list[str]) -> list[dict]:
+    """Per-update mean episode return (and success rate) of every (row, task, seed), for
+    curves.csv."""
     rows = []
     for c in range(len(results.configs)):
         for k, task in enumerate(results.tasks[c]):
-            name = f"task{k}_return_mean" if f"task{k}_return_mean" in results.metrics else \
-                "episode_return_mean"
-            values = results.metrics[name][c]
-            steps = (np.arange(values.shape[-1]) + 1) * per_task_steps / values.shape[-1]
+            columns = {name: results.metrics[f"task{k}_{name}_mean" if f"task{k}_{name}_mean" in
+                                             results.metrics else f"episode_{name}_mean"][c]
+                       for name in names}
+            updates = columns["return"].shape[-1]
+            steps = (np.arange(updates) + 1) * per_task_steps / updates
             for s, seed in enumerate(results.seeds):
                 rows += [{"experiment": label, "task": task, "seed": seed, "task_steps": int(x),
-                          "return": float(v)} for x, v in zip(steps, values[s])]
+                          **{name: float(v[s, i]) for name, v in columns.items()}}
+                         for i, x in enumerate(steps)]
     return rows
 
 
-def experiment_a(args, num_tasks: int, log) -> tuple[dict, list]:
+def criterion(args) -> str:
+    """The metric the study's steps-to-threshold reads: "return" or "success"."""
+    return FAMILIES[args.family].get("criterion", "return")
+
+
+def scored(args) -> list[str]:
+    """The per-episode metrics scored: the return, and the success rate where the env reports it."""
+    return ["return"] + (["success"] if criterion(args) == "success" else [])
+
+
+def experiment_a(args, num_tasks: int, cell) -> tuple[dict, list]:
     seeds = range(args.seeds)
-    single = run("ppo", args.family, [ppo_config(args, 1, args.steps)], seeds, single_task=True,
-                 progress=log)
-    equal_task = run("ppo", args.family, [ppo_config(args, num_tasks, num_tasks * args.steps)], seeds,
-                     progress=log)
-    equal_total = run("ppo", args.family, [ppo_config(args, num_tasks, args.steps)], seeds,
-                      progress=log)
+    total = num_tasks * args.steps
+    runs = {  # label -> (config, run options)
+        "single_task": (ppo_config(args, 1, args.steps), dict(single_task=True)),
+        "multi_equal_per_task": (ppo_config(args, num_tasks, total), {}),
+        "multi_equal_total": (ppo_config(args, num_tasks, args.steps), {}),
+        "multi_hidden_task_id": (ppo_config(args, num_tasks, total), dict(env_kwargs={"one_hot": False})),
+    }
+    results = {label: cell(f"a-{label}", lambda c=config, o=options: run(
+        "ppo", args.family, [c], seeds, progress=print, **o)) for label, (config, options) in runs.items()}
     tasks = list(range(num_tasks))
 
-    def table(results, fraction):  # [seeds, tasks]
+    def table(results, fraction, name):  # [seeds, tasks]
         if results.single_task:
-            finals = results.final_return(fraction)
+            finals = results.final_return(fraction, f"episode_{name}")
             return np.stack([finals[t] for t in tasks], axis=1)
-        return np.stack([results.final_return(fraction, f"task{k}_return")[0] for k in tasks], 1)
+        return np.stack([results.final_return(fraction, f"task{k}_{name}")[0] for k in tasks], 1)
 
     out, curves = {}, []
-    base = {"final": table(single, 0.1), "auc": table(single, 1.0)}
-    for label, res in (("single_task", single), ("multi_equal_per_task", equal_task),
-                       ("multi_equal_total", equal_total)):
+    for label, res in results.items():
         entry = {"total_steps_per_network": res.total_steps, "run_seconds": res.run_seconds,
                  "compile_seconds": res.compile_seconds}
-        for score, fraction in (("final", 0.1), ("auc", 1.0)):
-            values = table(res, fraction)
-            entry[score] = stats.aggregate(values, reps=args.reps)
-            entry[f"{score}_per_task_iqm"] = [float(stats.iqm(values[:, t])) for t in tasks]
-            if label != "single_task":
-                entry[f"{score}_minus_single_task"] = paired(values - base[score], args.reps)
+        for name in scored(args):
+            for score, fraction in (("final", 0.1), ("auc", 1.0)):
+                key = score if name == "return" else f"{score}_success"
+                values = table(res, fraction, name)
+                entry[key] = stats.aggregate(values, reps=args.reps)
+                entry[f"{key}_per_task_iqm"] = [float(stats.iqm(values[:, t])) for t in tasks]
+                base = {"multi_hidden_task_id": "multi_equal_per_task"}.get(label, "single_task")
+                if label != "single_task":
+                    entry[f"{key}_minus_{base}"] = paired(
+                        values - table(results[base], fraction, name), args.reps)
         out[label] = entry
         per_task = res.total_steps // (1 if res.single_task else num_tasks)
-        curves += curve_rows(res, f"a/{label}", per_task)
+        curves += curve_rows(res, f"a/{label}", per_task, scored(args))
     return out, curves
 
 
@@ -164,39 +193,47 @@ def steps_to_threshold(curve: np.ndarray, threshold: float, steps_per_update: in
     return first * steps_per_update, reached.any(-1)
 
 
-def experiment_b(args, num_tasks: int, log) -> tuple[dict, list]:
+def experiment_b(args, num_tasks: int, cell) -> tuple[dict, list]:
     seeds = list(range(args.seeds))
     finetune_seeds = [1000 + s for s in seeds]  # fresh env streams; seed i fine-tunes pretrain i
+    metric = criterion(args)
     scores_by = {"jumpstart": [], "auc": [], "final": [], "steps": [], "reached": []}
     curves = []
     per_holdout = []
     for held_out in range(num_tasks):
         others = [t for t in range(num_tasks) if t != held_out]
-        pretrain = run("ppo", args.family, [ppo_config(args, num_tasks - 1, args.pretrain_steps)],
-                       seeds, tasks=others, keep_params=True, progress=log)
+        pretrain = cell(f"b-pretrain-{held_out}", lambda: run(
+            "ppo", args.family, [ppo_config(args, num_tasks - 1, args.pretrain_steps)], seeds,
+            tasks=others, keep_params=True, progress=print))
         init = jax.tree.map(lambda x: x[0], pretrain.final_params)  # [seeds, ...] of config 0
         config = ppo_config(args, 1, args.finetune_steps)
-        tuned = run("ppo", args.family, [config], finetune_seeds, tasks=[held_out], init_params=init,
-                    progress=log)
-        scratch = run("ppo", args.family, [config], finetune_seeds, tasks=[held_out], progress=log)
+        tuned = cell(f"b-finetuned-{held_out}", lambda: run(
+            "ppo", args.family, [config], finetune_seeds, tasks=[held_out], init_params=init,
+            progress=print))
+        scratch = cell(f"b-scratch-{held_out}", lambda: run(
+            "ppo", args.family, [config], finetune_seeds, tasks=[held_out], progress=print))
         pair = {}
         for name, res in (("finetuned", tuned), ("scratch", scratch)):
-            curve = res.metrics["episode_return_mean"][0]
+            prefix = f"episode_{metric}"
+            curve = res.metrics[f"{prefix}_mean"][0]
             steps, reached = steps_to_threshold(curve, args.threshold, res.steps_per_update)
             first = max(1, int(round(res.num_updates * JUMPSTART_FRACTION)))
-            pair[name] = {"jumpstart": res.window_return(0, first)[0],
-                          "auc": res.final_return(1.0)[0],
-                          "final": res.final_return()[0], "steps": steps.astype(float),
+            pair[name] = {"jumpstart": res.window_return(0, first, prefix)[0],
+                          "auc": res.final_return(1.0, prefix)[0],
+                          "final": res.final_return(prefix=prefix)[0], "steps": steps.astype(float),
                           "reached": reached.astype(float)}
-            curves += curve_rows(res, f"b/{name}", args.finetune_steps)
+            curves += curve_rows(res, f"b/{name}", args.finetune_steps, scored(args))
         for key in scores_by:
             scores_by[key].append((pair["finetuned"][key], pair["scratch"][key]))
         per_holdout.append({"held_out": held_out, "pretrain_final": pretrain.summary()["final_return"]["iqm"],
                             **{f"{k}_finetuned_iqm": float(stats.iqm(pair["finetuned"][k])) for k in
-                               ("jumpstart", "auc", "final")},
+                               ("jumpstart", "auc", "final", "steps")},
                             **{f"{k}_scratch_iqm": float(stats.iqm(pair["scratch"][k])) for k in
-                               ("jumpstart", "auc", "final")}})
-    out = {"per_held_out_task": per_holdout, "threshold": args.threshold}
+                               ("jumpstart", "auc", "final", "steps")},
+                            **{f"{k}_finetuned_minus_scratch": paired(
+                                (pair["finetuned"][k] - pair["scratch"][k])[:, None], args.reps)
+                               for k in ("jumpstart", "auc", "steps")}})
+    out = {"per_held_out_task": per_holdout, "metric": metric, "threshold": args.threshold}
     for key, pairs in scores_by.items():
         tuned = np.stack([p[0] for p in pairs], axis=1)  # [seeds, tasks]
         scratch = np.stack([p[1] for p in pairs], axis=1)
@@ -207,21 +244,57 @@ def experiment_b(args, num_tasks: int, log) -> tuple[dict, list]:
     return out, curves
 
 
-def iqm_curves(curves):
-    """Per (experiment, task, task_steps): the IQM over seeds of the per-update mean return, and
-    its quartiles (NaN updates, with no finished episode, left out): small enough to commit."""
-    def summarise(group):
-        values = group["return"].to_numpy()
-        values = values[np.isfinite(values)]
-        if not values.size:
-            return pd.Series({"iqm": np.nan, "q25": np.nan, "q75": np.nan, "seeds": 0})
-        return pd.Series({"iqm": float(stats.iqm(values)), "q25": np.percentile(values, 25),
-                          "q75": np.percentile(values, 75), "seeds": values.size})
-
+def iqm_curves(curves, names: list[str]):
+    """Per (experiment, task, task_steps): the IQM over seeds of the per-update mean return (and
+    success rate), and its quartiles (NaN updates, with no finished episode, left out): small
+    enough to commit."""
     import pandas as pd
 
+    def summarise(group):
+        out = {}
+        for name in names:
+            values = group[name].to_numpy()
+            values = values[np.isfinite(values)]
+            prefix = "" if name == "return" else f"{name}_"
+            out.update({f"{prefix}iqm": float(stats.iqm(values)) if values.size else np.nan,
+                        f"{prefix}q25": np.percentile(values, 25) if values.size else np.nan,
+                        f"{prefix}q75": np.percentile(values, 75) if values.size else np.nan})
+        out["seeds"] = int(np.isfinite(group["return"].to_numpy()).sum())
+        return pd.Series(out)
+
     keys = ["experiment", "task", "task_steps"]
-    return curves.groupby(keys)[["return"]].apply(summarise).reset_index()
+    return curves.groupby(keys)[names].apply(summarise).reset_index()
+
+
+def cells(partial: str, settings: dict):
+    """`cell(label, train)`: the Results of `train()`, kept in PARTIAL/cells/LABEL.pkl as each
+    finishes, so that the same command resumes a cut-off study cell by cell. A partial folder made
+    with other settings is refused."""
+    os.makedirs(os.path.join(partial, "cells"), exist_ok=True)
+    path = os.path.join(partial, "settings.json")
+    settings = json.loads(json.dumps(settings))  # tuples as lists, as read back
+    if os.path.exists(path):
+        with open(path) as f:
+            if json.load(f) != settings:
+                raise ConfigError(f"--out: {partial} holds a study with other settings; delete it "
+                                  "or choose another --out")
+    else:
+        with open(path, "w") as f:
+            json.dump(settings, f, indent=2)
+
+    def cell(label: str, train):
+        file = os.path.join(partial, "cells", label + ".pkl")
+        if os.path.exists(file):
+            with open(file, "rb") as f:
+                return pickle.load(f)
+        results = train()
+        results = dataclasses.replace(results, final_params=jax.device_get(results.final_params))
+        with open(file + ".tmp", "wb") as f:
+            pickle.dump(results, f)
+        os.replace(file + ".tmp", file)
+        return results
+
+    return cell
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,28 +305,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"multitask.py: error: {error}", file=sys.stderr)
         return 2
     num_tasks = envs.num_tasks(table)
-    partial = args.out.rstrip("/") + f".partial-{os.getpid()}"
-    os.makedirs(partial)
-    log = lambda line: print(line, flush=True)  # noqa: E731
+    partial = args.out.rstrip("/") + ".partial"
     t0 = time.time()
     summary = {"family": args.family, "task_names": env.task_names, "seeds": args.seeds,
                "size": args.size, "steps_per_task": args.steps, "pretrain_steps": args.pretrain_steps,
-               "finetune_steps": args.finetune_steps, "envs_per_task": args.envs_per_task}
+               "finetune_steps": args.finetune_steps, "envs_per_task": args.envs_per_task,
+               "ppo": {k: list(v) if isinstance(v, tuple) else v for k, v in
+                       dataclasses.asdict(ppo_config(args, 1, args.steps)).items()
+                       if k != "total_steps"}}
+    try:
+        cell = cells(partial, {**summary, "threshold": args.threshold})
+    except ConfigError as error:
+        print(f"multitask.py: error: {error}", file=sys.stderr)
+        return 2
     curves = []
     if args.only in (None, "a"):
-        summary["multi_vs_single"], rows = experiment_a(args, num_tasks, log)
+        summary["multi_vs_single"], rows = experiment_a(args, num_tasks, cell)
         curves += rows
     if args.only in (None, "b"):
-        summary["leave_one_out"], rows = experiment_b(args, num_tasks, log)
+        summary["leave_one_out"], rows = experiment_b(args, num_tasks, cell)
         curves += rows
     summary["wall_seconds"] = time.time() - t0
     import pandas as pd
 
     curves = pd.DataFrame(curves)
     curves.to_csv(os.path.join(partial, "curves.csv"), index=False)
-    iqm_curves(curves).round(3).to_csv(os.path.join(partial, "curves_iqm.csv"), index=False)
+    iqm_curves(curves, scored(args)).round(3).to_csv(os.path.join(partial, "curves_iqm.csv"), index=False)
     with open(os.path.join(partial, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
+    shutil.rmtree(os.path.join(partial, "cells"))  # the trained runs; summary and curves stay
     os.replace(partial, args.out)
     print(json.dumps(summary, indent=2))
     return 0

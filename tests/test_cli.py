@@ -151,3 +151,57 @@ def test_train_and_sweep_build_the_env_once(tmp_path, monkeypatch):
     assert made == ["CartPoleMorph-v0"] and len(args.plans) == 2
     assert args.plans[0].env is args.plans[1].env
     assert [len(p.configs) for p in args.plans] == [2, 2]
+
+
+def test_env_recommended_settings_are_the_start_and_given_options_win(tmp_path, capsys):
+    """An env's recommended config fields (`envs.recommended`) are where `train` and `sweep`
+    start: options given win, --no-env-settings keeps the algorithm's defaults, a sweep keeps them
+    at every grid point, config.json records them, and `env_config` builds the same from Python.
+    A recommended field that the algorithm lacks is a one-line error naming the env."""
+    import envs
+    from jaxrl.agents import env_config, env_fields
+    from jaxrl.agents.ppo import PPOConfig
+    from jaxrl.cli import parse_run
+    from jaxrl.config import ConfigError
+
+    if "Recommends-v0" not in envs.list_envs():
+        envs.register("Recommends-v0", lambda: envs.make("CartPole-v1"),
+                      recommended={"ppo": {"num_envs": 8, "lr": 1e-3, "normalize_obs": True},
+                                   "dqn": {"no_such_field": 1}})
+    assert envs.recommended("Recommends-v0", "ppo")["num_envs"] == 8
+    assert envs.recommended("Recommends-v0", "a2c") == {} == envs.recommended("CartPole-v1", "ppo")
+    tiny = [a for a in TINY if a not in ("--num-envs", "4")]  # --num-envs left to the env
+    args, (config,) = parse_run(["train", "--env", "Recommends-v0", "--lr", "5e-4",
+                                 "--out", str(tmp_path / "t"), *tiny])
+    args.claim.release()
+    assert (config.num_envs, config.lr, config.normalize_obs) == (8, 5e-4, True)
+    assert args.env_fields == {"num_envs": 8, "normalize_obs": True}
+    assert env_config("ppo", "Recommends-v0", lr=5e-4, num_steps=16, update_epochs=2,
+                      num_minibatches=2, hidden_sizes=(16, 16), total_steps=128) == config
+    args, (config,) = parse_run(["train", "--env", "Recommends-v0", "--no-env-settings",
+                                 "--out", str(tmp_path / "n"), *tiny])
+    args.claim.release()
+    assert (config.num_envs, config.lr) == (PPOConfig().num_envs, PPOConfig().lr)
+    args, configs = parse_run(["sweep", "--env", "Recommends-v0", "--grid", "gamma=0.9,0.99",
+                               "--out", str(tmp_path / "s"), *tiny])
+    args.claim.release()
+    assert [(c.num_envs, c.lr, c.gamma) for c in configs] == [(8, 1e-3, 0.9), (8, 1e-3, 0.99)]
+    with pytest.raises(ConfigError, match="Recommends-v0 recommends no_such_field for dqn"):
+        env_fields("dqn", "Recommends-v0")
+    assert main(["train", "--env", "Recommends-v0", "--seeds", "1", "--out", str(tmp_path / "r"),
+                 *tiny]) == 0
+    assert "Recommends-v0's recommended settings for ppo: --num-envs 8 --lr 0.001 --normalize-obs " in \
+        capsys.readouterr().out
+    record = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert record["env_settings"] == {"num_envs": 8, "lr": 1e-3, "normalize_obs": True}
+
+
+def test_shipped_recommended_settings_name_real_fields():
+    """Every task family's recommended settings name fields of the algorithm they are for."""
+    import envs
+    from jaxrl.agents import ALGOS, env_fields
+
+    for name in envs.FAMILIES:
+        for algo in ALGOS:
+            env_fields(algo, name)  # raises ConfigError on a field the algorithm lacks
+    assert envs.recommended("ReacherLinks-v0", "ppo")["normalize_obs"] is True

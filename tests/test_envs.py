@@ -160,6 +160,47 @@ def test_normalize_observation_tracks_running_moments():
                                rtol=1e-3, atol=1e-3)
 
 
+def test_pooled_normalization_shares_one_set_of_moments_over_the_envs():
+    """With axis_name, every env is normalised by the moments of every env's observations so far
+    (a NumPy reference over the [t + 1, E] observations, gymnasium's prior); on a task family the
+    one-hot task id then survives (per-env statistics, constant within an env, made it 0)."""
+    from jaxrl.agents.base import batched_env
+
+    env, params = envs.make("Pendulum-v1")
+    num_envs, t = 6, 40
+    pooled = envs.NormalizeObservation(env, axis_name=envs.ENV_AXIS)
+
+    def run(wrapped, key):
+        reset, step = batched_env(wrapped, params, num_envs)
+        obs, state = reset(jax.random.split(key, num_envs))
+
+        def body(carry, key):
+            obs, state = carry
+            action = jnp.full((num_envs, 1), 0.5)
+            out = step(jax.random.split(key, num_envs), state, action)
+            return (out[0], out[1]), obs
+
+        return jax.lax.scan(body, (obs, state), jax.random.split(key, t + 1))[1]
+
+    raw = np.asarray(jax.jit(lambda k: run(env, k))(jax.random.PRNGKey(3)), np.float64)
+    norm = np.asarray(jax.jit(lambda k: run(pooled, k))(jax.random.PRNGKey(3)))
+    seen = raw[: t + 1].reshape(-1, raw.shape[-1])  # [(t + 1) E, obs]: observation t's batch too
+    count = 1e-4 + len(seen)
+    mean = seen.sum(0) / count
+    var = (1e-4 + ((seen - seen.mean(0)) ** 2).sum(0) + seen.mean(0) ** 2 * 1e-4 * len(seen) / count) / count
+    np.testing.assert_allclose(norm[t], np.clip((raw[t] - mean) / np.sqrt(var + 1e-8), -10, 10),
+                               rtol=1e-3, atol=1e-3)
+
+    family, table = envs.make("CartPoleMorph-v0")
+    reset, _ = batched_env(envs.NormalizeObservation(family, axis_name=envs.ENV_AXIS), table, 8)
+    obs, _ = reset(jax.random.split(jax.random.PRNGKey(0), 8))
+    one_hot = np.asarray(obs[:, 4:])  # env i runs task i mod 4
+    assert (one_hot.argmax(1) == np.arange(8) % 4).all() and np.abs(one_hot).min() > 0.1
+    reset, _ = batched_env(envs.NormalizeObservation(family), table, 8)  # per env: the id is lost
+    np.testing.assert_allclose(reset(jax.random.split(jax.random.PRNGKey(0), 8))[0][:, 4:], 0,
+                               atol=0.02)
+
+
 def test_clip_action_clips_to_box():
     env, params = envs.make("Pendulum-v1")
     obs, state = env.reset(jax.random.PRNGKey(0), params)

@@ -110,33 +110,46 @@ def test_a_diverging_seed_is_flagged_and_leaves_the_others_alone(unchunked):
 
 def test_greedy_evaluation_matches_a_plain_loop():
     """`evaluate` plays the first episode of each fresh env with the given policy; compare with
-    stepping gymnax's CartPole by hand with the same keys and a fixed policy."""
+    stepping gymnax's CartPole by hand with the same keys and a fixed policy. An env reporting
+    `info["success"]` (here: the cart ends its episode right of the centre) also gets the
+    fraction of episodes whose last step succeeded."""
     import jax
     import jax.numpy as jnp
 
     import envs
     from jaxrl.agents.base import evaluate
 
+    class Succeeds(envs.Wrapper):
+        def step(self, key, state, action, params):
+            out = self.env.step(key, state, action, params)
+            return (*out[:5], {**out[5], "success": out[5]["final_observation"][0] > 0})
+
     env, params = envs.make("CartPole-v1")
     policy = lambda obs: (obs[..., 2] > 0).astype(jnp.int32)  # push toward the pole's lean
-    key = jax.random.PRNGKey(7)
-    out = jax.jit(lambda k: evaluate(env, params, policy, k, 3, 500))(key)
+    key, n = jax.random.PRNGKey(7), 8
+    out = jax.jit(lambda k: evaluate(env, params, policy, k, n, 500))(key)
+    with_success = jax.jit(lambda k: evaluate(Succeeds(env), params, policy, k, n, 500))(key)
+    assert "eval_success_mean" not in out
     reset_key, step_key = jax.random.split(key)
     step_keys = jax.random.split(step_key, 500)
-    lengths, returns = [], []
-    for e, k in enumerate(jax.random.split(reset_key, 3)):
+    lengths, returns, successes = [], [], []
+    for e, k in enumerate(jax.random.split(reset_key, n)):
         obs, state = env.reset(k, params)
         total, t = 0.0, 0
         while t < 500:
-            obs, state, r, term, trunc, _ = env.step(jax.random.split(step_keys[t], 3)[e], state,
-                                                     policy(obs), params)
+            obs, state, r, term, trunc, info = env.step(jax.random.split(step_keys[t], n)[e], state,
+                                                         policy(obs), params)
             total, t = total + float(r), t + 1
             if bool(term) or bool(trunc):
                 break
         lengths.append(t)
         returns.append(total)
+        successes.append(float(info["final_observation"][0] > 0))
     np.testing.assert_allclose(out["eval_length_mean"], np.mean(lengths))
     np.testing.assert_allclose(out["eval_return_mean"], np.mean(returns))
+    assert 0 < np.mean(successes) < 1  # both outcomes occur, so the check can fail
+    np.testing.assert_allclose(with_success["eval_success_mean"], np.mean(successes))
+    np.testing.assert_allclose(with_success["eval_return_mean"], np.mean(returns))
 
 
 def test_eval_every_and_progress(unchunked):

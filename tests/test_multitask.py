@@ -169,7 +169,9 @@ def test_multitask_script_end_to_end_tiny(tmp_path):
                         "--reps", "100", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     a = summary["multi_vs_single"]
-    assert set(a) == {"single_task", "multi_equal_per_task", "multi_equal_total"}
+    assert set(a) == {"single_task", "multi_equal_per_task", "multi_equal_total",
+                      "multi_hidden_task_id"}
+    assert "final_minus_multi_equal_per_task" in a["multi_hidden_task_id"]
     assert a["multi_equal_per_task"]["total_steps_per_network"] > a["single_task"]["total_steps_per_network"]
     assert a["multi_equal_total"]["final"]["runs"] == 2 and a["multi_equal_total"]["final"]["tasks"] == 4
     assert "final_minus_single_task" in a["multi_equal_total"]
@@ -178,6 +180,37 @@ def test_multitask_script_end_to_end_tiny(tmp_path):
     curves = pd.read_csv(out / "curves_iqm.csv")
     assert set(curves.experiment) == {f"a/{k}" for k in a} and set(curves.task) == {0, 1, 2, 3}
     assert script.main(["CartPoleMorph-v0", "--out", str(out)]) == 2  # never overwritten
+    assert not (tmp_path / "study.partial").exists()
+
+
+def test_multitask_script_resumes_run_by_run(tmp_path, monkeypatch):
+    """A study cut off after some runs resumes from OUT.partial: finished runs are read back, not
+    trained again, and the summary equals an uncut study's; other settings are refused."""
+    script = _multitask_script()
+    argv = ["CartPoleMorph-v0", "--size", "tiny", "--seeds", "2", "--only", "a", "--reps", "100"]
+    assert script.main(argv + ["--out", str(tmp_path / "whole")]) == 0
+    real_run, calls = script.run, []
+
+    def cut_off(*args, **kwargs):  # the third training run is killed
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(script, "run", cut_off)
+    with pytest.raises(KeyboardInterrupt):
+        script.main(argv + ["--out", str(tmp_path / "cut")])
+    assert len(list((tmp_path / "cut.partial" / "cells").iterdir())) == 2
+    other = ["CartPoleMorph-v0", "--size", "tiny", "--seeds", "3", "--only", "a"]
+    assert script.main(other + ["--out", str(tmp_path / "cut")]) == 2  # other settings: refused
+    calls.clear()
+    monkeypatch.setattr(script, "run", lambda *a, **k: calls.append(1) or real_run(*a, **k))
+    assert script.main(argv + ["--out", str(tmp_path / "cut")]) == 0
+    assert len(calls) == 2  # 4 runs, 2 read back
+    whole = json.loads((tmp_path / "whole" / "summary.json").read_text())["multi_vs_single"]
+    resumed = json.loads((tmp_path / "cut" / "summary.json").read_text())["multi_vs_single"]
+    for label in whole:
+        assert resumed[label]["final"] == whole[label]["final"], label
 
 
 def test_dqn_spreads_its_envs_over_tasks_too():

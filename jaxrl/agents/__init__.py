@@ -33,4 +33,29 @@ def register(name: str, base: str | Algo, **make_trainer_kwargs) -> Algo:
     return ALGOS[name]
 
 
-__all__ = ["ALGOS", "Algo", "Trainer", "get_algo", "register"]
+def env_fields(algo: str, env: str, given: dict | None = None) -> dict:
+    """The config fields to build `algo`'s config for `env` from: the settings the env recommends
+    for `algo` (`envs.recommended`), with the fields `given` on top. A recommended field that the
+    algorithm's Config lacks is an error naming the env."""
+    import envs
+    from jaxrl.config import ConfigError
+
+    fields = envs.recommended(env, algo)
+    known = {f.name for f in dataclasses.fields(get_algo(algo).Config)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ConfigError(f"--env: {env} recommends {', '.join(unknown)} for {algo}, which "
+                          f"{algo}'s config does not have (fix the env's RECOMMENDED)")
+    return fields | dict(given or {})
+
+
+def env_config(algo: str, env: str, **given):
+    """`algo`'s Config for `env`: the fields `given`, the rest at the settings the env recommends
+    (`envs.recommended`), the rest at their (implied) defaults; what `train --algo ALGO --env ENV`
+    trains with, e.g. `env_config("ppo", "ReacherLinks-v0", total_steps=2_000_000)`."""
+    from jaxrl.config import make_config
+
+    return make_config(get_algo(algo).Config, env_fields(algo, env, given))
+
+
+__all__ = ["ALGOS", "Algo", "Trainer", "env_config", "env_fields", "get_algo", "register"]

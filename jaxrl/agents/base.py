@@ -17,8 +17,6 @@ import jax.numpy as jnp
 import envs
 from jaxrl.config import ConfigError
 
-EVAL_METRICS = ("eval_return_mean", "eval_return_std", "eval_length_mean")
-
 
 @dataclasses.dataclass(frozen=True)
 class Algo:
@@ -72,7 +70,7 @@ class Trainer:
     def segment(self, num_updates: int, *, eval_every: int = 0, eval_episodes: int = 10):
         """`(config, state, start) -> (state, metrics)` running updates start .. start+num_updates-1;
         metrics are stacked [num_updates]. With `eval_every`, greedy evaluation metrics
-        (`EVAL_METRICS`, NaN on the other updates) after every eval_every-th update. No host
+        (`evaluate`'s metrics, NaN on the other updates) after every eval_every-th update. No host
         callbacks: a program with one is never kept in the persistent compilation cache, so
         progress is reported by the host between segments (`jaxrl.runner`)."""
         def body(config, state, update_index):
@@ -82,13 +80,14 @@ class Trainer:
             done = update_index + 1
             if eval_every:
                 key = jax.random.fold_in(jax.random.PRNGKey(0), done)  # same starts for every run
-                nan = {name: jnp.float32(jnp.nan) for name in EVAL_METRICS}
-                metrics = {**metrics, **jax.lax.cond(
-                    done % eval_every == 0,
-                    lambda: evaluate(self.eval_env, self.eval_env_params,
-                                     self.policy(self.params(state)), key, eval_episodes,
-                                     self.eval_max_steps),
-                    lambda: nan)}
+                def run_eval():
+                    return evaluate(self.eval_env, self.eval_env_params,
+                                    self.policy(self.params(state)), key, eval_episodes,
+                                    self.eval_max_steps)
+
+                nan = jax.tree.map(lambda x: jnp.full(x.shape, jnp.nan, x.dtype),
+                                   jax.eval_shape(run_eval))
+                metrics = {**metrics, **jax.lax.cond(done % eval_every == 0, run_eval, lambda: nan)}
             return state, metrics
 
         def run_segment(config, state, start=0):
@@ -153,10 +152,11 @@ def check_task_spread(num_envs: int, env_params) -> None:
 def batched_env(env, env_params, num_envs: int):
     """`reset(keys [E]) -> (obs, states)` and `step(keys, states, actions) -> 6-tuple` of `num_envs`
     parallel envs. With a task table (`envs.is_table`), env i runs task i mod T, so the envs are
-    spread evenly over the tasks; otherwise all share `env_params`."""
+    spread evenly over the tasks; otherwise all share `env_params`. The vmap axis is named
+    `envs.ENV_AXIS`, for wrappers that pool over the batch (`envs.NormalizeObservation`)."""
     params, axis = envs.spread_tasks(env_params, num_envs)
-    reset = jax.vmap(env.reset, in_axes=(0, axis))
-    step = jax.vmap(env.step, in_axes=(0, 0, 0, axis))
+    reset = jax.vmap(env.reset, in_axes=(0, axis), axis_name=envs.ENV_AXIS)
+    step = jax.vmap(env.step, in_axes=(0, 0, 0, axis), axis_name=envs.ENV_AXIS)
     return (lambda keys: reset(keys, params),
             lambda keys, states, actions: step(keys, states, actions, params))
 
@@ -167,40 +167,49 @@ def play(env, env_params, act: Callable, key: jax.Array, num_episodes: int, max_
     actions [E]`, each env run for `max_steps` steps and masked after its episode ends (spread
     over the tasks of a task table like training envs). Returns "return" and "length" [E]; with
     `record`, also the [T, E] "obs", "action", "reward" (0 after the end) and "alive" (1 for the
-    steps of the episode). Evaluation and the episode agents (random search, hill climbing,
-    linear_pg) play episodes through it."""
+    steps of the episode). An env that reports `info["success"]` also gives "success" [E]: 1 if
+    the episode's last step succeeded (an episode cut off by `max_steps` counts its last step
+    played). Evaluation and the episode agents (random search, hill climbing, linear_pg) play
+    episodes through it."""
     reset_key, step_key = jax.random.split(key)
     reset_envs, step_envs = batched_env(env, env_params, num_episodes)
     obs, state = reset_envs(jax.random.split(reset_key, num_episodes))
     zeros = jnp.zeros(num_episodes)
+    reports_success = []  # set while `step` is traced: whether the env's info has "success"
 
     def step(carry, key):
-        obs, state, ret, length, alive = carry
+        obs, state, ret, length, alive, success = carry
         action = act(obs, jax.random.fold_in(key, 1))  # the env keys stay split(key) as before
-        next_obs, state, reward, terminated, truncated, _ = step_envs(
+        next_obs, state, reward, terminated, truncated, info = step_envs(
             jax.random.split(key, num_episodes), state, action)
         reward = reward * alive
         out = ({"obs": obs, "action": action, "reward": reward, "alive": alive} if record
                else None)
         ret = ret + reward
         length = length + alive
+        if "success" in info:
+            reports_success.append(True)
+            success = jnp.where(alive > 0, info["success"].astype(jnp.float32), success)
         alive = alive * (1.0 - jnp.logical_or(terminated, truncated))
-        return (next_obs, state, ret, length, alive), out
+        return (next_obs, state, ret, length, alive, success), out
 
-    (_, _, ret, length, _), trajectory = jax.lax.scan(
-        step, (obs, state, zeros, zeros, jnp.ones(num_episodes)),
+    (_, _, ret, length, _, success), trajectory = jax.lax.scan(
+        step, (obs, state, zeros, zeros, jnp.ones(num_episodes), zeros),
         jax.random.split(step_key, max_steps))
-    return {"return": ret, "length": length, **(trajectory or {})}
+    return {"return": ret, "length": length, **({"success": success} if reports_success else {}),
+            **(trajectory or {})}
 
 
 def evaluate(env, env_params, act: Callable, key: jax.Array, num_episodes: int,
              max_steps: int) -> dict:
-    """Mean and std of the return, mean length, of the first episode of each of `num_episodes`
-    fresh envs under `act(obs) -> actions` (deterministic actions), each run for at most
-    `max_steps` steps (`play`)."""
+    """Mean and std of the return, mean length (and the success rate, `eval_success_mean`, of an
+    env that reports success) of the first episode of each of `num_episodes` fresh envs under
+    `act(obs) -> actions` (deterministic actions), each run for at most `max_steps` steps
+    (`play`)."""
     out = play(env, env_params, lambda obs, _: act(obs), key, num_episodes, max_steps)
     return {"eval_return_mean": out["return"].mean(), "eval_return_std": out["return"].std(),
-            "eval_length_mean": out["length"].mean()}
+            "eval_length_mean": out["length"].mean(),
+            **({"eval_success_mean": out["success"].mean()} if "success" in out else {})}
 
 
 def minibatch_epochs(step: Callable, carry, batch, key: jax.Array, num_epochs: int,

@@ -55,7 +55,8 @@ def activation_field():
 
 
 def normalize_obs_field():
-    return static(False, "normalise observations by running statistics", minimum=None)
+    return static(False, "normalise observations by running mean and variance statistics, pooled "
+                  "over all envs (on a task family: over every task)", minimum=None)
 
 
 def gamma_field(default: float = 0.99):
@@ -131,7 +132,7 @@ def actor_critic_trainer(config, env, env_params, init_optimizer: Callable,
     eval_env = env
     env = envs.EpisodeStats(env)
     if config.normalize_obs:
-        env = envs.NormalizeObservation(env)
+        env = envs.NormalizeObservation(env, axis_name=envs.ENV_AXIS)  # one set for all envs
     obs_shape = env.observation_space(env_params).shape
     network = ActorCritic(action_dim=action_space.n if discrete else action_space.shape[0],
                           discrete=discrete, hidden_sizes=config.hidden_sizes,
@@ -182,7 +183,8 @@ def actor_critic_trainer(config, env, env_params, init_optimizer: Callable,
                                 obs=obs, key=key), metrics
 
     def trained_params(state: ActorCriticState) -> ActorCriticParams:
-        """The network, and with normalize_obs the observation statistics of the first env."""
+        """The network, and with normalize_obs the observation statistics (pooled over the
+        envs: every env holds the same)."""
         norm = None
         if config.normalize_obs:
             norm = {k: getattr(state.env_state, k)[0] for k in ("mean", "var", "count")}
