@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import slow
 from jaxrl.config import ConfigError
 from jaxrl.distributed import check_options
 
@@ -73,7 +74,9 @@ def reference(tmp_path_factory):
 
 
 @pytest.mark.timeout(540)
-@pytest.mark.parametrize("n", [2, 4])
+@pytest.mark.parametrize("n", [2, pytest.param(4, marks=slow(
+    "4 processes on 2 cores beside the other test worker missed JAX's shutdown barrier (54 s "
+    "alone, over 240 s in the suite, 2026-12-03); every run still checks 2 processes"))])
 def test_processes_reproduce_one_process_and_only_process_0_writes(n, reference, tmp_path):
     # 4 processes x 1 CPU device, 2 x 2: 4 devices either way, one run each
     env = {"JAXRL_CPU_DEVICES": str(4 // n)}
