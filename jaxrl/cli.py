@@ -524,17 +524,15 @@ def train_command(args: argparse.Namespace, configs: list) -> dict:
               f"{final['ci95'][1]:.1f}) over {summary['num_seeds']} seeds; "
               f"{summary['env_steps_per_second']:,.0f} env steps/s; "
               f"compile {summary['compile_seconds']:.1f}s; results in {args.out}")
-    def success(entry):  # the env's success rate at the end of training, where it reports one
-        rate = entry.get("final_success", {}).get("iqm")
-        return "" if rate is None else f"; success rate IQM {rate:.2f}"
-
-    if success(summary):
-        print(f"final{success(summary)[1:]}")
+    success = success_text(summary.get("final_success"))
+    if success:
+        print(f"final{success[1:]}")
     for task in summary.get("per_task", []):
         task_final = task["final_return"]
         if task_final["iqm"] is not None:
             print(f"  task {task['task']} ({task['name']}): IQM {task_final['iqm']:.1f} (95% CI "
-                  f"{task_final['ci95'][0]:.1f} to {task_final['ci95'][1]:.1f}){success(task)}")
+                  f"{task_final['ci95'][0]:.1f} to {task_final['ci95'][1]:.1f})"
+                  f"{success_text(task.get('final_success'))}")
     if "eval" in final:
         print(f"greedy evaluation return IQM {final['eval']['iqm']:.1f} (95% CI "
               f"{final['eval']['ci95'][0]:.1f} to {final['eval']['ci95'][1]:.1f})")
@@ -667,7 +665,7 @@ def eval_command(args: argparse.Namespace) -> dict:
     if run.single_task and ids:  # [tasks, seeds], each task's networks; overall the seed means
         per_task = [{k: v[i] for k, v in stats.items()} for i in range(len(ids))]
         stats = {k: v.mean(0) for k, v in stats.items()}
-    else:  # one network for every task: also each task's episodes alone (the same program)
+    else:  # one network for every task: also each task's episodes alone (one compiled program)
         per_task = [run.evaluation(args.episodes, args.key, t) for t in ids] if ids and len(ids) > 1 else []
     result = {"run": os.path.abspath(args.run_dir), "episodes": args.episodes, "key": args.key,
               "task": args.task, "seeds": run.seeds,
@@ -679,20 +677,24 @@ def eval_command(args: argparse.Namespace) -> dict:
     with open(out + ".tmp", "w") as f:
         json.dump(result, f, indent=2)
     os.replace(out + ".tmp", out)
-    def success(entry):  # the success rate's IQM over seeds, where the env reports success
-        r = entry.get("success")
-        return "" if r is None else (f"; success rate IQM {r['iqm']:.2f} ({r['ci95'][0]:.2f} to "
-                                     f"{r['ci95'][1]:.2f})")
-
     r = result["return"]
     print(f"greedy return IQM {r['iqm']:.1f} (95% CI {r['ci95'][0]:.1f} to {r['ci95'][1]:.1f}) over "
           f"{len(run.seeds)} seeds, {args.episodes} episodes each"
-          + ("" if args.task is None else f", task {args.task}") + f"{success(result)}; written to {out}")
+          + ("" if args.task is None else f", task {args.task}") + f"{success_text(result.get('success'))}; written to {out}")
     for task in result.get("per_task", []):
         r = task["return"]
         print(f"  task {task['task']} ({task['name']}): IQM {r['iqm']:.1f} (95% CI "
-              f"{r['ci95'][0]:.1f} to {r['ci95'][1]:.1f}){success(task)}")
+              f"{r['ci95'][0]:.1f} to {r['ci95'][1]:.1f}){success_text(task.get('success'))}")
     return result
+
+
+def success_text(stats: dict | None) -> str:
+    """"; success rate IQM r (95% CI lo to hi)" for an iqm_summary of success rates over seeds,
+    "" where the env reports no success."""
+    if not stats or stats.get("iqm") is None:
+        return ""
+    return (f"; success rate IQM {stats['iqm']:.2f} (95% CI {stats['ci95'][0]:.2f} to "
+            f"{stats['ci95'][1]:.2f})")
 
 
 def main(argv: list[str] | None = None) -> int:

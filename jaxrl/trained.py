@@ -16,6 +16,7 @@ networks (params leaves [tasks, seeds, ...]): `task=T` picks task T's, and `eval
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from typing import Any
@@ -180,29 +181,47 @@ class TrainedRun:
                    task: int | None = None) -> dict[str, np.ndarray]:
         """`evaluate`'s episodes, every statistic: "return" (as `evaluate` gives it) and, for an
         env that reports success, "success" (the same shape: each seed's fraction of episodes
-        whose last step succeeded)."""
+        whose last step succeeded). Task after task (`task=T`) is one compiled program."""
+        key = jax.random.PRNGKey(key) if isinstance(key, int) else key
+        programs = self._evaluation_programs
+        if self.single_task and task is None:  # row k: networks k on the one-task table of task k
+            tables = jax.tree.map(lambda x: x[:, None], self.env_params)
+            out = programs["per_task_networks"](self.params, tables, key, episodes)
+        elif task is None:
+            out = programs["run_tasks"](self.params, key, episodes)
+        else:
+            table = envs.select_tasks(self.env_params, [self.task_index(task)])
+            out = programs["one_task"](self.task_params(task), table, key, episodes)
+        return {k: np.asarray(v) for k, v in out.items()}
+
+    @functools.cached_property
+    def _evaluation_programs(self) -> dict:
+        """The jitted evaluations, stats [seeds] (or [tasks, seeds]): "run_tasks" (params
+        [seeds], key) on the run's own env params, constants as in the training program, so it
+        gives the in-program evaluation's numbers bit for bit; "one_task" (params [seeds], a
+        one-task table, key) and "per_task_networks" (params [tasks, seeds], tables [tasks],
+        key) take the table as an argument, so every task shares one compile."""
         from jaxrl.agents.base import evaluate
 
-        key = jax.random.PRNGKey(key) if isinstance(key, int) else key
         trainer = self.trainer
         names = {"return": "eval_return_mean", "success": "eval_success_mean"}
 
-        def over_seeds(env_params):
-            def one(params, key):
+        def on_seeds(params, env_params, key, episodes):
+            def one(params):
                 out = evaluate(trainer.eval_env, env_params, trainer.policy(params), key,
                                episodes, trainer.eval_max_steps)
                 return {k: out[name] for k, name in names.items() if name in out}
-            return jax.vmap(one, (0, None))
+            return jax.vmap(one)(params)
 
-        if self.single_task and task is None:  # row k: networks k on the one-task table of task k
-            tables = jax.tree.map(lambda x: x[:, None], self.env_params)
-            out = jax.jit(jax.vmap(lambda params, table, key: over_seeds(table)(params, key),
-                                   (0, 0, None)))(self.params, tables, key)
-        else:
-            k = self.task_index(task)
-            env_params = self.env_params if task is None else envs.select_tasks(self.env_params, [k])
-            out = jax.jit(over_seeds(env_params))(self.task_params(task), key)
-        return {k: np.asarray(v) for k, v in out.items()}
+        def per_task_networks(params, tables, key, episodes):
+            return jax.vmap(lambda p, t: on_seeds(p, t, key, episodes))(params, tables)
+
+        def run_tasks(params, key, episodes):
+            return on_seeds(params, self.env_params, key, episodes)
+
+        return {name: jax.jit(f, static_argnames="episodes") for name, f in
+                [("run_tasks", run_tasks), ("one_task", on_seeds),
+                 ("per_task_networks", per_task_networks)]}
 
     def rollout(self, seed: int, steps: int, key: jax.Array | int = 0, task: int | None = None):
         """One env driven by seed `seed`'s deterministic policy for `steps` steps (auto-reset

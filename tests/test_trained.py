@@ -112,6 +112,14 @@ def test_single_task_run_keeps_and_evaluates_every_tasks_networks(single_task, c
     np.testing.assert_allclose(result["return"]["per_seed"], np.mean(per_task, 0), rtol=1e-6)
 
 
+def test_evaluating_task_after_task_compiles_one_program(single_task):
+    run = jaxrl.load(str(single_task))
+    first = [run.evaluate(episodes=4, key=2, task=t) for t in (1, 3, 1)]
+    np.testing.assert_array_equal(first[0], first[2])
+    assert not np.array_equal(first[0], first[1])  # task 3's own networks and physics
+    assert run._evaluation_programs["one_task"]._cache_size() == 1
+
+
 @pytest.mark.parametrize("argv, message", [
     (["eval", "{run}", "--task", "0", "--out", "{tmp}/x.json"], "--task: got 0; this run trained on tasks [1, 3]"),
     (["render", "{run}", "--task", "2", "--out", "{tmp}/x.gif"], "--task: got 2; this run trained on tasks [1, 3]"),
