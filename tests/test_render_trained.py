@@ -3,9 +3,9 @@ offscreen renderer: a tiny PPO run (one update) per env through the CLI, then a 
 second seed, checked for its frame count and size and for a robot that moves (the GIF writer
 merges identical consecutive frames, so steps + 1 frames means every step changed the picture).
 
-Compiles are the time: the training program and the rollout each compile the env's step, ~70 s
-per env on the 2-core CPU (cold cache). The two walker families (the same Walker env, ~75 s each) run with `make test-slow`
-(JAXRL_SLOW_TESTS=1) only."""
+Compiles are the time: the training program and the rollout each compile the env's step, 45-75 s
+per env on the 2-core CPU (cold cache). ReacherLinks-v0 runs in every suite; the two walker
+families and brax/inverted_pendulum (the same render path) with `make test-slow` only."""
 
 import numpy as np
 import pytest
@@ -19,11 +19,11 @@ pytestmark = pytest.mark.timeout(600)
 STEPS, SIZE = 10, 64
 ENVS = {"WalkerMorph-v0": 5, "WalkerSkills-v0": 5, "ReacherLinks-v0": 4,  # name: num envs,
         "brax/inverted_pendulum": 1}                                      # one per task
-SLOW = slow("the walker families' trained render takes ~75 s each on the 2-core CPU; "
-            "ReacherLinks-v0 checks the MJX families' render path")
+SLOW = slow("the walker families' and brax's trained renders take 45-75 s each on the 2-core "
+            "CPU (cold cache); ReacherLinks-v0 checks the MuJoCo render path")
 
 
-@pytest.fixture(scope="module", params=[pytest.param(name, marks=[SLOW] if "Walker" in name else [])
+@pytest.fixture(scope="module", params=[pytest.param(name, marks=[] if name == "ReacherLinks-v0" else [SLOW])
                                         for name in ENVS])
 def trained(request, tmp_path_factory):
     """One tiny trained run per env: 2 seeds, one update."""
