@@ -101,10 +101,8 @@ def bench_algo(algo: str, seeds: int, total_steps: int, env_name: str) -> dict:
     overrides = dict(CASES.get(name.replace("natural_", ""), (None, {}))[1])
     if "total_steps" in {f.name for f in dataclasses.fields(Config)}:  # the episode agents count
         overrides["total_steps"] = total_steps  # candidates or updates: their defaults run
-    if solver:  # natural_dqn-kfac: the preconditioner's solver, with its per-solver defaults
-        config = Config.for_solver(solver, **overrides, **fields)
-    else:
-        config = Config(**overrides, **fields)
+    overrides.update(fields)  # the case's own fields win over the peer-matched settings
+    config = Config.for_solver(solver, **overrides) if solver else Config(**overrides)
     results = run(name, env_name, [config], range(seeds), progress=None)
     steps_per_second = seeds * results.total_steps / results.run_seconds
     out = {"case": algo, "env": env_name, "num_seeds": seeds, "total_steps": results.total_steps,
