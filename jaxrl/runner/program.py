@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding
 
 from jaxrl.agents.base import nonfinite
 from jaxrl.config import ConfigError
@@ -64,31 +64,11 @@ class Programs:
     def state_shapes(self):
         return self.shapes(jax.eval_shape(jax.vmap(init_fn(self.plan)), *self.inputs))
 
-    def over_runs(self, one_run: Callable, in_axes: tuple) -> Callable:
-        """`one_run` over the chunk's runs (axis 0 of the arguments whose in_axes is 0, sharded
-        over the devices): vmapped, or, with one run per device, each device runs `one_run`
-        itself, unbatched: XLA's CPU code for a batch of one is slower than for no batch (PQN's
-        update: 9.9 vs 6.7 ms, docs/performance.md)."""
-        batched = jax.vmap(one_run, in_axes=in_axes)
-        mesh = self.sharding.mesh
-        if self.chunk != mesh.size:
-            return batched
-        spec, alone = self.sharding.spec, PartitionSpec()
-
-        def per_device(*args):  # the batched arguments are [1, ...] here
-            args = [a if axis is None else jax.tree.map(lambda x: x[0], a)
-                    for a, axis in zip(args, in_axes)]
-            return jax.tree.map(lambda x: x[None], one_run(*args))
-
-        return jax.shard_map(per_device, mesh=mesh, out_specs=spec, check_vma=False,
-                             in_specs=tuple(alone if axis is None else spec for axis in in_axes))
-
     @property
     def init(self):
         if self._init is None:
             t0 = time.perf_counter()
-            self._init = jax.jit(self.over_runs(init_fn(self.plan), (0, 0, 0, 0)),
-                                 out_shardings=self.sharding).lower(
+            self._init = jax.jit(jax.vmap(init_fn(self.plan)), out_shardings=self.sharding).lower(
                 *self.shapes(self.inputs)).compile()
             self.compile_seconds += time.perf_counter() - t0
         return self._init
@@ -98,7 +78,7 @@ class Programs:
             t0 = time.perf_counter()
             configs, _, env_params, _ = self.inputs
             self._segments[n] = jax.jit(
-                self.over_runs(segment_fn(self.plan, n, **self.options), (0, 0, 0, None)),
+                jax.vmap(segment_fn(self.plan, n, **self.options), in_axes=(0, 0, 0, None)),
                 out_shardings=self.sharding, donate_argnums=1).lower(
                 self.shapes(configs), self.state_shapes(), self.shapes(env_params), 0).compile()
             self.compile_seconds += time.perf_counter() - t0
