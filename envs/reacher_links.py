@@ -236,7 +236,8 @@ class ReacherLinks(MjxEnv):
 
 # The settings these arms learn with (`envs.recommended`; the CLI and jaxrl.agents.env_config
 # start from them): measured in docs/studies.md, "Learning on ReacherLinks-v0" (PPO, 2 seeds,
-# 12M steps: each arm alone (--single-task) success 0.92-0.95; all four arms on one network 0.78).
+# 12M steps per arm: each arm alone (--single-task) success 0.92-0.95; one network on all four
+# arms 0.91-0.96 at 48M in total, 0.78 at 12M in total).
 RECOMMENDED = {"ReacherLinks-v0": {
     "ppo": dict(total_steps=12_000_000, num_envs=64, num_steps=50, update_epochs=8,
                 num_minibatches=8, normalize_obs=True, lr=3e-4, gamma=0.95, ent_coef=0.0),
