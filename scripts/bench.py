@@ -102,6 +102,7 @@ def bench_algo(algo: str, seeds: int, total_steps: int, env_name: str) -> dict:
     if "total_steps" in {f.name for f in dataclasses.fields(Config)}:  # the episode agents count
         overrides["total_steps"] = total_steps  # candidates or updates: their defaults run
     overrides.update(fields)  # the case's own fields win over the peer-matched settings
+    # natural_dqn-kfac: the preconditioner's solver, with its per-solver defaults
     config = Config.for_solver(solver, **overrides) if solver else Config(**overrides)
     results = run(name, env_name, [config], range(seeds), progress=None)
     steps_per_second = seeds * results.total_steps / results.run_seconds
