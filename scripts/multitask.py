@@ -225,7 +225,10 @@ def experiment_b(args, num_tasks: int, cell) -> tuple[dict, list]:
             curves += curve_rows(res, f"b/{name}", args.finetune_steps, scored(args))
         for key in scores_by:
             scores_by[key].append((pair["finetuned"][key], pair["scratch"][key]))
-        per_holdout.append({"held_out": held_out, "pretrain_final": pretrain.summary()["final_return"]["iqm"],
+        pretrained = pretrain.summary()
+        per_holdout.append({"held_out": held_out, "pretrain_final": pretrained["final_return"]["iqm"],
+                            **({"pretrain_final_success": pretrained["final_success"]["iqm"]}
+                               if "final_success" in pretrained else {}),
                             **{f"{k}_finetuned_iqm": float(stats.iqm(pair["finetuned"][k])) for k in
                                ("jumpstart", "auc", "final", "steps")},
                             **{f"{k}_scratch_iqm": float(stats.iqm(pair["scratch"][k])) for k in

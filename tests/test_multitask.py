@@ -183,6 +183,29 @@ def test_multitask_script_end_to_end_tiny(tmp_path):
     assert not (tmp_path / "study.partial").exists()
 
 
+def test_multitask_script_leave_one_out_tiny(tmp_path):
+    """(b) scores every held-out task, fine-tuned against scratch, on the family's criterion."""
+    script = _multitask_script()
+    out = tmp_path / "loo"
+    assert script.main(["CartPoleMorph-v0", "--size", "tiny", "--seeds", "2", "--only", "b",
+                        "--reps", "100", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    b = summary["leave_one_out"]
+    assert b["metric"] == "return" and "multi_vs_single" not in summary
+    assert [entry["held_out"] for entry in b["per_held_out_task"]] == [0, 1, 2, 3]
+    assert all("pretrain_final_success" not in entry for entry in b["per_held_out_task"])
+    budget = summary["finetune_steps"]
+    for name in ("finetuned", "scratch"):
+        assert 0 <= b["reached"][name] <= 1
+        assert 0 < b["steps"][name]["iqm"] <= budget
+        assert b["jumpstart"][name]["runs"] == 2 and b["jumpstart"][name]["tasks"] == 4
+    import pandas as pd
+
+    curves = pd.read_csv(out / "curves_iqm.csv")
+    assert set(curves.experiment) == {"b/finetuned", "b/scratch"} and set(curves.task) == {0, 1, 2, 3}
+    assert curves.task_steps.max() <= budget
+
+
 def test_multitask_script_resumes_run_by_run(tmp_path, monkeypatch):
     """A study cut off after some runs resumes from OUT.partial: finished runs are read back, not
     trained again, and the summary equals an uncut study's; other settings are refused."""
