@@ -62,7 +62,7 @@ FAMILIES = {
     "PendulumMorph-v0": dict(envs_per_task=4, threshold=-400.0, tiny=(4_096, 4_096, 2_048),
                              cpu=(300_000, 600_000, 150_000), full=(1_000_000, 2_000_000, 500_000)),
     "ReacherLinks-v0": dict(envs_per_task=16, threshold=0.8, criterion="success",
-                            tiny=(2_048, 2_048, 2_048), cpu=(200_000, 400_000, 100_000),
+                            tiny=(2_048, 2_048, 2_048), cpu=(3_000_000, 6_000_000, 2_000_000),
                             full=(5_000_000, 10_000_000, 2_000_000)),
     "WalkerMorph-v0": dict(envs_per_task=16, threshold=1000.0,
                            tiny=(2_048, 2_048, 2_048), cpu=(100_000, 200_000, 50_000),
@@ -89,6 +89,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "(a return, or a success rate on a family that reports success)")
     parser.add_argument("--envs-per-task", type=int, help="parallel envs per task")
     parser.add_argument("--only", choices=("a", "b"), help="run only experiment a or b")
+    parser.add_argument("--held-out", help="(b) the held-out tasks to run, in this order, e.g. 1,3 "
+                        "(default every task). With only some, the summary so far stays in "
+                        "OUT.partial beside the finished runs, and a later run adds the rest")
     parser.add_argument("--reps", type=int, default=10_000, help="bootstrap replicates")
     args = parser.parse_args(argv)
     if args.family not in FAMILIES:
@@ -106,6 +109,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}: got {getattr(args, name)}, must be >= 1")
     return args
+
+
+def held_out_tasks(text: str | None, num_tasks: int) -> list[int]:
+    """--held-out as task indices, in the order given (default: every task)."""
+    if text is None:
+        return list(range(num_tasks))
+    try:
+        tasks = [int(x) for x in text.split(",")]
+    except ValueError:
+        tasks = []
+    if not tasks or len(set(tasks)) < len(tasks) or not all(0 <= t < num_tasks for t in tasks):
+        raise ConfigError(f"--held-out: got {text!r}; allowed: distinct task indices 0 to "
+                          f"{num_tasks - 1}, comma-separated")
+    return tasks
 
 
 def ppo_config(args, num_tasks: int, steps: int) -> PPOConfig:
@@ -155,8 +172,9 @@ def experiment_a(args, num_tasks: int, cell) -> tuple[dict, list]:
         "multi_equal_total": (ppo_config(args, num_tasks, args.steps), {}),
         "multi_hidden_task_id": (ppo_config(args, num_tasks, total), dict(env_kwargs={"one_hot": False})),
     }
-    results = {label: cell(f"a-{label}", lambda c=config, o=options: run(
-        "ppo", args.family, [c], seeds, progress=print, **o)) for label, (config, options) in runs.items()}
+    results = {label: cell(f"a-{label}", lambda checkpoints, c=config, o=options: run(
+        "ppo", args.family, [c], seeds, progress=print, checkpoint_dir=checkpoints, **o))
+        for label, (config, options) in runs.items()}
     tasks = list(range(num_tasks))
 
     def table(results, fraction, name):  # [seeds, tasks]
@@ -200,18 +218,19 @@ def experiment_b(args, num_tasks: int, cell) -> tuple[dict, list]:
     scores_by = {"jumpstart": [], "auc": [], "final": [], "steps": [], "reached": []}
     curves = []
     per_holdout = []
-    for held_out in range(num_tasks):
+    for held_out in held_out_tasks(args.held_out, num_tasks):
         others = [t for t in range(num_tasks) if t != held_out]
-        pretrain = cell(f"b-pretrain-{held_out}", lambda: run(
+        pretrain = cell(f"b-pretrain-{held_out}", lambda checkpoints: run(
             "ppo", args.family, [ppo_config(args, num_tasks - 1, args.pretrain_steps)], seeds,
-            tasks=others, keep_params=True, progress=print))
+            tasks=others, keep_params=True, progress=print, checkpoint_dir=checkpoints))
         init = jax.tree.map(lambda x: x[0], pretrain.final_params)  # [seeds, ...] of config 0
         config = ppo_config(args, 1, args.finetune_steps)
-        tuned = cell(f"b-finetuned-{held_out}", lambda: run(
+        tuned = cell(f"b-finetuned-{held_out}", lambda checkpoints: run(
             "ppo", args.family, [config], finetune_seeds, tasks=[held_out], init_params=init,
-            progress=print))
-        scratch = cell(f"b-scratch-{held_out}", lambda: run(
-            "ppo", args.family, [config], finetune_seeds, tasks=[held_out], progress=print))
+            progress=print, checkpoint_dir=checkpoints))
+        scratch = cell(f"b-scratch-{held_out}", lambda checkpoints: run(
+            "ppo", args.family, [config], finetune_seeds, tasks=[held_out], progress=print,
+            checkpoint_dir=checkpoints))
         pair = {}
         for name, res in (("finetuned", tuned), ("scratch", scratch)):
             prefix = f"episode_{metric}"
@@ -236,7 +255,8 @@ def experiment_b(args, num_tasks: int, cell) -> tuple[dict, list]:
                             **{f"{k}_finetuned_minus_scratch": paired(
                                 (pair["finetuned"][k] - pair["scratch"][k])[:, None], args.reps)
                                for k in ("jumpstart", "auc", "steps")}})
-    out = {"per_held_out_task": per_holdout, "metric": metric, "threshold": args.threshold}
+    out = {"per_held_out_task": per_holdout, "metric": metric, "threshold": args.threshold,
+           "held_out_tasks": held_out_tasks(args.held_out, num_tasks)}
     for key, pairs in scores_by.items():
         tuned = np.stack([p[0] for p in pairs], axis=1)  # [seeds, tasks]
         scratch = np.stack([p[1] for p in pairs], axis=1)
@@ -270,9 +290,11 @@ def iqm_curves(curves, names: list[str]):
 
 
 def cells(partial: str, settings: dict):
-    """`cell(label, train)`: the Results of `train()`, kept in PARTIAL/cells/LABEL.pkl as each
-    finishes, so that the same command resumes a cut-off study cell by cell. A partial folder made
-    with other settings is refused."""
+    """`cell(label, train)`: the Results of `train(checkpoints)`, kept in PARTIAL/cells/LABEL.pkl
+    as each finishes, so that the same command resumes a cut-off study cell by cell; within a
+    cell, the run checkpoints each segment in `checkpoints` (PARTIAL/checkpoints/LABEL), so a run
+    cut off midway resumes from its last segment. A partial folder made with other settings is
+    refused."""
     os.makedirs(os.path.join(partial, "cells"), exist_ok=True)
     path = os.path.join(partial, "settings.json")
     settings = json.loads(json.dumps(settings))  # tuples as lists, as read back
@@ -290,11 +312,13 @@ def cells(partial: str, settings: dict):
         if os.path.exists(file):
             with open(file, "rb") as f:
                 return pickle.load(f)
-        results = train()
+        checkpoints = os.path.join(partial, "checkpoints", label)
+        results = train(checkpoints)
         results = dataclasses.replace(results, final_params=jax.device_get(results.final_params))
         with open(file + ".tmp", "wb") as f:
             pickle.dump(results, f)
         os.replace(file + ".tmp", file)
+        shutil.rmtree(checkpoints)  # the cell's Results replace its checkpoints
         return results
 
     return cell
@@ -304,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         env, table = envs.make(args.family)
+        held_out_tasks(args.held_out, envs.num_tasks(table))
     except (ConfigError, ValueError) as error:
         print(f"multitask.py: error: {error}", file=sys.stderr)
         return 2
@@ -336,9 +361,15 @@ def main(argv: list[str] | None = None) -> int:
     iqm_curves(curves, scored(args)).round(3).to_csv(os.path.join(partial, "curves_iqm.csv"), index=False)
     with open(os.path.join(partial, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    shutil.rmtree(os.path.join(partial, "cells"))  # the trained runs; summary and curves stay
-    os.replace(partial, args.out)
     print(json.dumps(summary, indent=2))
+    if sorted(held_out_tasks(args.held_out, num_tasks)) != list(range(num_tasks)):
+        print(f"some held-out tasks only: the summary so far is in {partial}; the same command "
+              "with other --held-out tasks (or none) adds the rest, and the whole study then "
+              f"lands in {args.out}")
+        return 0
+    for folder in ("cells", "checkpoints"):  # the trained runs; summary and curves stay
+        shutil.rmtree(os.path.join(partial, folder), ignore_errors=True)
+    os.replace(partial, args.out)
     return 0
 
 

@@ -207,33 +207,67 @@ def test_multitask_script_leave_one_out_tiny(tmp_path):
 
 
 def test_multitask_script_resumes_run_by_run(tmp_path, monkeypatch):
-    """A study cut off after some runs resumes from OUT.partial: finished runs are read back, not
-    trained again, and the summary equals an uncut study's; other settings are refused."""
+    """A study cut off inside its third run resumes from OUT.partial: finished runs are read
+    back, not trained again, the cut run goes on from its last checkpoint, and the summary equals
+    an uncut study's; other settings are refused."""
     script = _multitask_script()
     argv = ["CartPoleMorph-v0", "--size", "tiny", "--seeds", "2", "--only", "a", "--reps", "100"]
     assert script.main(argv + ["--out", str(tmp_path / "whole")]) == 0
-    real_run, calls = script.run, []
+    real_run, calls, cut_at = script.run, [], []
 
-    def cut_off(*args, **kwargs):  # the third training run is killed
+    def cut_off(*args, progress=None, **kwargs):  # the third run is killed at its first checkpoint
         calls.append(1)
         if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_run(*args, **kwargs)
+            def progress(line):
+                if line.startswith("checkpoint:"):
+                    cut_at.append(line)
+                    raise KeyboardInterrupt
+        return real_run(*args, progress=progress, **kwargs)
 
     monkeypatch.setattr(script, "run", cut_off)
     with pytest.raises(KeyboardInterrupt):
         script.main(argv + ["--out", str(tmp_path / "cut")])
-    assert len(list((tmp_path / "cut.partial" / "cells").iterdir())) == 2
+    partial = tmp_path / "cut.partial"
+    assert len(list((partial / "cells").iterdir())) == 2
+    assert [p.name for p in (partial / "checkpoints").iterdir()] == ["a-multi_equal_total"]
     other = ["CartPoleMorph-v0", "--size", "tiny", "--seeds", "3", "--only", "a"]
     assert script.main(other + ["--out", str(tmp_path / "cut")]) == 2  # other settings: refused
     calls.clear()
-    monkeypatch.setattr(script, "run", lambda *a, **k: calls.append(1) or real_run(*a, **k))
+
+    def counted(*args, progress=None, **kwargs):
+        calls.append([])
+        return real_run(*args, progress=lambda line: calls[-1].append(line), **kwargs)
+
+    monkeypatch.setattr(script, "run", counted)
     assert script.main(argv + ["--out", str(tmp_path / "cut")]) == 0
     assert len(calls) == 2  # 4 runs, 2 read back
+    assert calls[0] and cut_at[0] not in calls[0]  # the cut run went on from its checkpoint
     whole = json.loads((tmp_path / "whole" / "summary.json").read_text())["multi_vs_single"]
     resumed = json.loads((tmp_path / "cut" / "summary.json").read_text())["multi_vs_single"]
     for label in whole:
         assert resumed[label]["final"] == whole[label]["final"], label
+        assert resumed[label]["auc"] == whole[label]["auc"], label
+
+
+def test_multitask_script_runs_the_held_out_tasks_asked_for(tmp_path, capsys):
+    script = _multitask_script()
+    argv = ["CartPoleMorph-v0", "--size", "tiny", "--seeds", "2", "--only", "b", "--reps", "100"]
+    for bad in ("4", "1,1", "x", ""):
+        assert script.main(argv + ["--held-out", bad, "--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "--held-out: got" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "bad.partial").exists()
+    assert script.main(argv + ["--held-out", "3,1", "--out", str(tmp_path / "loo")]) == 0
+    partial = tmp_path / "loo.partial"
+    assert not (tmp_path / "loo").exists()  # OUT holds only a whole study
+    b = json.loads((partial / "summary.json").read_text())["leave_one_out"]
+    assert b["held_out_tasks"] == [3, 1]
+    assert [entry["held_out"] for entry in b["per_held_out_task"]] == [3, 1]
+    assert b["jumpstart"]["finetuned"]["tasks"] == 2
+    assert script.main(argv + ["--held-out", "0,1,2,3", "--out", str(tmp_path / "loo")]) == 0
+    b = json.loads((tmp_path / "loo" / "summary.json").read_text())["leave_one_out"]
+    assert [entry["held_out"] for entry in b["per_held_out_task"]] == [0, 1, 2, 3]
+    assert not partial.exists()
 
 
 def test_dqn_spreads_its_envs_over_tasks_too():
