@@ -221,3 +221,24 @@ def test_a_checkpoint_of_another_state_layout_is_refused(tmp_path, tiny_ppo):
     with pytest.raises(ConfigError, match="another state layout"):
         run("ppo", "CartPole-v1", [tiny_ppo], range(n_dev), progress=None,
             checkpoint_dir=str(tmp_path), checkpoint_every=1)
+
+
+def test_empty_arrays_in_the_state_round_trip(tmp_path):
+    """An MJX env's state holds zero-size arrays (contacts, constraint rows: none); orbax refuses
+    to save them, so they are left out and rebuilt from the state's own shapes on restore."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxrl.runner.storage import Checkpoints
+
+    state = {"qpos": jnp.arange(6.0).reshape(2, 3), "contact": jnp.zeros((2, 0, 3)),
+             "efc": np.zeros((2, 0), np.int32)}
+    store = Checkpoints(str(tmp_path / "chunk-0000"))
+    store.save(1, {"state": Checkpoints.flatten(state)})
+    step, item = store.restore()
+    assert step == 1 and Checkpoints.fits(state, item["state"])
+    back = Checkpoints.unflatten(state, item["state"])
+    for name, x in state.items():
+        assert back[name].shape == x.shape and back[name].dtype == x.dtype, name
+    np.testing.assert_array_equal(back["qpos"], state["qpos"])
+    assert not Checkpoints.fits({**state, "extra": jnp.ones(1)}, item["state"])

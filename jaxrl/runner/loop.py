@@ -176,7 +176,7 @@ def run_chunk(i: int, num_chunks: int, programs: Programs, chunk_inputs: tuple, 
             history = []
         else:
             done, item = restored
-            if len(item["state"]) != len(jax.tree.leaves(state)):
+            if not Checkpoints.fits(state, item["state"]):
                 raise ConfigError(f"--resume: the checkpoints in {store.manager.directory} hold "
                                   "another state layout (written by another jaxrl version or "
                                   "config); delete OUT.partial and start the run again")

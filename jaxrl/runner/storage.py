@@ -48,12 +48,27 @@ class Checkpoints:
     @staticmethod
     def flatten(state) -> dict:
         """A state's leaves keyed by position, so any pytree (flax structs, optax tuples) saves
-        as plain named arrays and comes back through its own treedef."""
-        return {f"{i:05d}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state))}
+        as plain named arrays and comes back through its own treedef. Empty leaves (an MJX
+        state's contact or constraint arrays when there are none) are left out: they hold no
+        data, and orbax refuses to save them."""
+        return {key: np.asarray(x) for key, x in Checkpoints._named(state)}
+
+    @staticmethod
+    def _named(state) -> list:
+        return [(f"{i:05d}", x) for i, x in enumerate(jax.tree.leaves(state)) if np.size(x)]
+
+    @staticmethod
+    def fits(like, flat: dict) -> bool:
+        """Whether `flat` holds exactly the arrays `flatten` writes for a pytree shaped as `like`."""
+        return sorted(flat) == [key for key, _ in Checkpoints._named(like)]
 
     @staticmethod
     def unflatten(like, flat: dict):
-        return jax.tree.unflatten(jax.tree.structure(like), [flat[k] for k in sorted(flat)])
+        """The pytree `flatten` made `flat` from, in the structure of `like` (which also gives
+        the empty leaves)."""
+        leaves = [flat[f"{i:05d}"] if np.size(x) else np.zeros(np.shape(x), x.dtype)
+                  for i, x in enumerate(jax.tree.leaves(like))]
+        return jax.tree.unflatten(jax.tree.structure(like), leaves)
 
     def restore(self) -> tuple[int, dict] | None:
         """(updates done, item) of the newest checkpoint that reads back and verifies, or None
