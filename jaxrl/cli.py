@@ -179,7 +179,7 @@ def build_parser(algo: str | None) -> Parser:
                            "re-run on fresh test seeds",
                            description="Sweep hyperparameters on tuning seeds 0..seeds-1, pick "
                            "the best config by IQM final return, re-run it on --test-seeds fresh "
-                           "seeds, and report that test result with a 95%% CI. Float-only grids "
+                           "seeds, and report that test result with a 95% CI. Float-only grids "
                            "run as one compiled program; a static field splits the sweep into one "
                            "program per value. Writes results.csv, metrics.csv, config.json and "
                            "summary.json.",
@@ -196,7 +196,7 @@ def build_parser(algo: str | None) -> Parser:
                        help="a float field's range for --random (log: log-uniform)")
     add_config_options(sweep, config_cls)
     plot = sub.add_parser("plot", help="write PNG figures of a run or sweep folder",
-                          description="Learning curves (IQM over seeds with 95%% bootstrap bands) "
+                          description="Learning curves (IQM over seeds with 95% bootstrap bands) "
                           "per config, performance profiles, a sweep heatmap or line plot, and "
                           "training diagnostics, as PNGs.")
     plot.add_argument("run_dir", help="a folder written by `train` or `sweep`")
@@ -204,7 +204,7 @@ def build_parser(algo: str | None) -> Parser:
     evaluate = sub.add_parser("eval", help="evaluate a finished run's trained policies",
                               description="Run every seed's deterministic policy of a finished "
                               "train run on fresh episodes (all seeds in one vmapped program) and "
-                              "print the IQM of the per-seed mean returns with a 95%% bootstrap "
+                              "print the IQM of the per-seed mean returns with a 95% bootstrap "
                               "CI, and of the success rates for an env that reports success. On a "
                               "task family also per task (a --single-task run: each task's "
                               "networks on their own task; overall the per-seed mean over tasks). "

@@ -51,6 +51,15 @@ def test_help_documents_every_option(capsys):
         assert name in text
 
 
+@pytest.mark.parametrize("command", ["train", "sweep", "plot", "eval", "render"])
+def test_help_prints_percent_signs_once(command, capsys):
+    """argparse %-formats option help but prints descriptions as written: '95%%' must not show."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "%%" not in text and "%(" not in text
+
+
 def test_train_writes_results_and_never_overwrites(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), "--seeds", "3", *TINY]) == 0
