@@ -264,7 +264,7 @@ MORPH_VARIANTS = {
 
 
 # Brax-like PPO settings for the walkers (`envs.recommended`): normalised observations, 64-step
-# rollouts; what scripts/multitask.py ran at smoke size. Not yet shown to learn on the CPU.
+# rollouts. WalkerSkills-v0 `stand` learns with them in 2M steps on the CPU (docs/studies.md).
 _WALKER_PPO = dict(num_steps=64, update_epochs=4, num_minibatches=8, lr=3e-4, ent_coef=0.0,
                    normalize_obs=True, hidden_sizes=(128, 128))
 RECOMMENDED = {"WalkerMorph-v0": {"ppo": _WALKER_PPO}, "WalkerSkills-v0": {"ppo": _WALKER_PPO}}
