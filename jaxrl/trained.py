@@ -46,9 +46,10 @@ def save_params(run_dir: str, params: Any) -> None:
         f.write(digest(flat))
 
 
-def load_params(run_dir: str, like: Any) -> Any:
-    """The params saved in RUN/params, in the structure of `like`; ConfigError when missing,
-    unreadable or not what was written (the digest)."""
+def load_params(run_dir: str, like: Any, lead: tuple = ()) -> Any:
+    """The params saved in RUN/params, in the structure of `like` with the leading axes `lead`
+    ([seeds] or [tasks, seeds]); ConfigError when missing, unreadable, not what was written (the
+    digest) or not of that structure."""
     import orbax.checkpoint as ocp
 
     from jaxrl.runner.storage import Checkpoints, digest, quiet_orbax, this_process_alone
@@ -65,7 +66,11 @@ def load_params(run_dir: str, like: Any) -> Any:
                           "runs trained before params were kept cannot be loaded") from None
     if digest(flat) != expected:
         raise ConfigError(f"RUN: the params in {path} are damaged (their digest does not match)")
-    return Checkpoints.unflatten(like, flat)
+    if not Checkpoints.fits(like, flat, lead):
+        raise ConfigError(f"RUN: the params in {run_dir} do not fit its config.json (a "
+                          "--single-task run saved before every task's networks were kept: "
+                          "train it again)")
+    return Checkpoints.unflatten(like, flat, lead)
 
 
 def read_record(run_dir: str) -> dict:
@@ -309,13 +314,8 @@ def load(run_dir: str) -> TrainedRun:
     if single:  # every task the run trained, one network each: all have the first's shapes
         env_params = envs.select_tasks(plan.family_params, [t for row in rows for t in row])
     trainer = plan.trainer
-    like = params_like(trainer, config)
-    params = load_params(run_dir, like)
     lead = (len(rows), len(seeds)) if single else (len(seeds),)
-    if [x.shape for x in jax.tree.leaves(params)] != [lead + x.shape for x in jax.tree.leaves(like)]:
-        raise ConfigError(f"RUN: the params in {run_dir} do not fit its config.json (a "
-                          "--single-task run saved before every task's networks were kept: "
-                          "train it again)")
+    params = load_params(run_dir, params_like(trainer, config), lead)
     return TrainedRun(run_dir=run_dir, record=record, config=config, env=env,
                       env_params=env_params, trainer=trainer, params=params, seeds=seeds,
                       single_task=single)

@@ -23,10 +23,15 @@
 
 Writes OUT/summary.json (every number above) and OUT/curves.csv (per-update returns of every run,
 for the figures in notebooks/multitask.ipynb). OUT must not exist: results are never overwritten.
-Each finished training run is kept in OUT.partial/cells/ until the study ends, so the same command
-resumes a cut-off study run by run. --size sets the budgets: `tiny` (a smoke test), `cpu` (what a
-2-core CPU runs in minutes: the default), `full` (the issue's size, for a GPU); explicit
---steps/... override it."""
+Each finished training run is kept in OUT.partial/cells/ until the study ends, and a run in
+progress checkpoints each tenth of itself in OUT.partial/checkpoints/, so the same command resumes
+a cut-off study run by run, and a cut-off run from its last checkpoint. `--only b --held-out 1,3`
+runs leave-one-out for those held-out tasks only: the summary so far stays in OUT.partial, and a
+later run for the rest (`--held-out 0,2`, or none) reads the finished ones back and lands the whole
+study in OUT. --size sets the budgets: `tiny` (a smoke test), `cpu` (the default: the classic
+families in minutes on a 2-core CPU; ReacherLinks-v0 at 3M steps per task, 6M of pretraining,
+2M of fine-tuning: about an hour per held-out task at 16 seeds there), `full` (the issue's size,
+for a GPU); explicit --steps/... override it."""
 from __future__ import annotations
 
 import argparse
@@ -96,6 +101,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.family not in FAMILIES:
         raise ConfigError(f"family: got {args.family!r}; allowed: {', '.join(FAMILIES)}")
+    if args.held_out is not None and args.only == "a":
+        raise ConfigError("--held-out: picks experiment b's held-out tasks; it cannot go with "
+                          "--only a")
     if os.path.exists(args.out):
         raise ConfigError(f"--out: {args.out} already exists; choose a new folder (an unfinished "
                           f"study resumes from {args.out}.partial)")
@@ -215,10 +223,9 @@ def experiment_b(args, num_tasks: int, cell) -> tuple[dict, list]:
     seeds = list(range(args.seeds))
     finetune_seeds = [1000 + s for s in seeds]  # fresh env streams; seed i fine-tunes pretrain i
     metric = criterion(args)
-    scores_by = {"jumpstart": [], "auc": [], "final": [], "steps": [], "reached": []}
-    curves = []
-    per_holdout = []
-    for held_out in held_out_tasks(args.held_out, num_tasks):
+
+    def held_out_runs(held_out: int):
+        """(fine-tuned and scratch scores, the held-out task's summary entry, curve rows)."""
         others = [t for t in range(num_tasks) if t != held_out]
         pretrain = cell(f"b-pretrain-{held_out}", lambda checkpoints: run(
             "ppo", args.family, [ppo_config(args, num_tasks - 1, args.pretrain_steps)], seeds,
@@ -231,7 +238,7 @@ def experiment_b(args, num_tasks: int, cell) -> tuple[dict, list]:
         scratch = cell(f"b-scratch-{held_out}", lambda checkpoints: run(
             "ppo", args.family, [config], finetune_seeds, tasks=[held_out], progress=print,
             checkpoint_dir=checkpoints))
-        pair = {}
+        pair, curves = {}, []
         for name, res in (("finetuned", tuned), ("scratch", scratch)):
             prefix = f"episode_{metric}"
             curve = res.metrics[f"{prefix}_mean"][0]
@@ -242,21 +249,32 @@ def experiment_b(args, num_tasks: int, cell) -> tuple[dict, list]:
                           "final": res.final_return(prefix=prefix)[0], "steps": steps.astype(float),
                           "reached": reached.astype(float)}
             curves += curve_rows(res, f"b/{name}", args.finetune_steps, scored(args))
-        for key in scores_by:
-            scores_by[key].append((pair["finetuned"][key], pair["scratch"][key]))
         pretrained = pretrain.summary()
-        per_holdout.append({"held_out": held_out, "pretrain_final": pretrained["final_return"]["iqm"],
-                            **({"pretrain_final_success": pretrained["final_success"]["iqm"]}
-                               if "final_success" in pretrained else {}),
-                            **{f"{k}_finetuned_iqm": float(stats.iqm(pair["finetuned"][k])) for k in
-                               ("jumpstart", "auc", "final", "steps")},
-                            **{f"{k}_scratch_iqm": float(stats.iqm(pair["scratch"][k])) for k in
-                               ("jumpstart", "auc", "final", "steps")},
-                            **{f"{k}_finetuned_minus_scratch": paired(
-                                (pair["finetuned"][k] - pair["scratch"][k])[:, None], args.reps)
-                               for k in ("jumpstart", "auc", "steps")}})
-    out = {"per_held_out_task": per_holdout, "metric": metric, "threshold": args.threshold,
-           "held_out_tasks": held_out_tasks(args.held_out, num_tasks)}
+        entry = {"held_out": held_out, "pretrain_final": pretrained["final_return"]["iqm"],
+                 **({"pretrain_final_success": pretrained["final_success"]["iqm"]}
+                    if "final_success" in pretrained else {}),
+                 **{f"{k}_finetuned_iqm": float(stats.iqm(pair["finetuned"][k])) for k in
+                    ("jumpstart", "auc", "final", "steps")},
+                 **{f"{k}_scratch_iqm": float(stats.iqm(pair["scratch"][k])) for k in
+                    ("jumpstart", "auc", "final", "steps")},
+                 **{f"{k}_finetuned_minus_scratch": paired(
+                     (pair["finetuned"][k] - pair["scratch"][k])[:, None], args.reps)
+                    for k in ("jumpstart", "auc", "steps")}}
+        return pair, entry, curves
+
+    # The tasks asked for run first, in their order; tasks an earlier run of the study finished
+    # are read back; every score is then aggregated in task order.
+    asked = held_out_tasks(args.held_out, num_tasks)
+    finished = [t for t in range(num_tasks) if t not in asked and all(
+        cell.finished(f"b-{kind}-{t}") for kind in ("pretrain", "finetuned", "scratch"))]
+    results = {t: held_out_runs(t) for t in asked + finished}
+    tasks = sorted(results)
+    curves = [row for t in tasks for row in results[t][2]]
+    scores_by = {key: [(results[t][0]["finetuned"][key], results[t][0]["scratch"][key])
+                       for t in tasks] for key in ("jumpstart", "auc", "final", "steps", "reached")}
+    out = {"per_held_out_task": [results[t][1] for t in tasks], "metric": metric,
+           "threshold": args.threshold, "held_out_tasks": tasks,
+           "missing_held_out_tasks": [t for t in range(num_tasks) if t not in results]}
     for key, pairs in scores_by.items():
         tuned = np.stack([p[0] for p in pairs], axis=1)  # [seeds, tasks]
         scratch = np.stack([p[1] for p in pairs], axis=1)
@@ -318,9 +336,10 @@ def cells(partial: str, settings: dict):
         with open(file + ".tmp", "wb") as f:
             pickle.dump(results, f)
         os.replace(file + ".tmp", file)
-        shutil.rmtree(checkpoints)  # the cell's Results replace its checkpoints
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the cell's Results replace them
         return results
 
+    cell.finished = lambda label: os.path.exists(os.path.join(partial, "cells", label + ".pkl"))
     return cell
 
 
@@ -347,12 +366,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"multitask.py: error: {error}", file=sys.stderr)
         return 2
     curves = []
-    if args.only in (None, "a"):
-        summary["multi_vs_single"], rows = experiment_a(args, num_tasks, cell)
-        curves += rows
-    if args.only in (None, "b"):
-        summary["leave_one_out"], rows = experiment_b(args, num_tasks, cell)
-        curves += rows
+    try:
+        if args.only in (None, "a"):
+            summary["multi_vs_single"], rows = experiment_a(args, num_tasks, cell)
+            curves += rows
+        if args.only in (None, "b"):
+            summary["leave_one_out"], rows = experiment_b(args, num_tasks, cell)
+            curves += rows
+    except ConfigError as error:  # e.g. a run's checkpoints that no longer fit: one line
+        print(f"multitask.py: error: {error}", file=sys.stderr)
+        return 2
     summary["wall_seconds"] = time.time() - t0
     import pandas as pd
 
@@ -362,10 +385,11 @@ def main(argv: list[str] | None = None) -> int:
     with open(os.path.join(partial, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     print(json.dumps(summary, indent=2))
-    if sorted(held_out_tasks(args.held_out, num_tasks)) != list(range(num_tasks)):
-        print(f"some held-out tasks only: the summary so far is in {partial}; the same command "
-              "with other --held-out tasks (or none) adds the rest, and the whole study then "
-              f"lands in {args.out}")
+    missing = summary.get("leave_one_out", {}).get("missing_held_out_tasks")
+    if missing:
+        print(f"held-out tasks {','.join(map(str, missing))} not run yet: the summary so far is "
+              f"in {partial}; the same command with --held-out {','.join(map(str, missing))} "
+              f"(or without --held-out) adds them, and the whole study then lands in {args.out}")
         return 0
     for folder in ("cells", "checkpoints"):  # the trained runs; summary and curves stay
         shutil.rmtree(os.path.join(partial, folder), ignore_errors=True)

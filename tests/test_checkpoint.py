@@ -242,3 +242,5 @@ def test_empty_arrays_in_the_state_round_trip(tmp_path):
         assert back[name].shape == x.shape and back[name].dtype == x.dtype, name
     np.testing.assert_array_equal(back["qpos"], state["qpos"])
     assert not Checkpoints.fits({**state, "extra": jnp.ones(1)}, item["state"])
+    assert not Checkpoints.fits({**state, "qpos": jnp.zeros((2, 4))}, item["state"])  # shape
+    assert not Checkpoints.fits({**state, "qpos": jnp.zeros((2, 3), int)}, item["state"])  # dtype

@@ -179,7 +179,7 @@ def run_chunk(i: int, num_chunks: int, programs: Programs, chunk_inputs: tuple, 
             if not Checkpoints.fits(state, item["state"]):
                 raise ConfigError(f"--resume: the checkpoints in {store.manager.directory} hold "
                                   "another state layout (written by another jaxrl version or "
-                                  "config); delete OUT.partial and start the run again")
+                                  f"config); delete {checkpoint_dir} and start the run again")
             state = distributed.put(Checkpoints.unflatten(state, item["state"]), programs.sharding)
             diverged, earlier = np.asarray(item["diverged"]), float(item["seconds"])
     start = 0

@@ -58,15 +58,19 @@ class Checkpoints:
         return [(f"{i:05d}", x) for i, x in enumerate(jax.tree.leaves(state)) if np.size(x)]
 
     @staticmethod
-    def fits(like, flat: dict) -> bool:
-        """Whether `flat` holds exactly the arrays `flatten` writes for a pytree shaped as `like`."""
-        return sorted(flat) == [key for key, _ in Checkpoints._named(like)]
+    def fits(like, flat: dict, lead: tuple = ()) -> bool:
+        """Whether `flat` holds exactly the arrays `flatten` writes for a pytree shaped as `like`
+        (each leaf with the leading axes `lead` added): the same names, shapes and dtypes."""
+        named = Checkpoints._named(like)
+        return sorted(flat) == [key for key, _ in named] and all(
+            np.shape(flat[key]) == lead + np.shape(x) and np.dtype(flat[key].dtype) == np.dtype(x.dtype)
+            for key, x in named)
 
     @staticmethod
-    def unflatten(like, flat: dict):
+    def unflatten(like, flat: dict, lead: tuple = ()):
         """The pytree `flatten` made `flat` from, in the structure of `like` (which also gives
-        the empty leaves)."""
-        leaves = [flat[f"{i:05d}"] if np.size(x) else np.zeros(np.shape(x), x.dtype)
+        the empty leaves, with the leading axes `lead` added); check `fits` first."""
+        leaves = [flat[f"{i:05d}"] if np.size(x) else np.zeros(lead + np.shape(x), x.dtype)
                   for i, x in enumerate(jax.tree.leaves(like))]
         return jax.tree.unflatten(jax.tree.structure(like), leaves)
 
