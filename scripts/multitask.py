@@ -77,6 +77,7 @@ FAMILIES = {
                             full=(10_000_000, 20_000_000, 5_000_000)),
 }
 JUMPSTART_FRACTION = 0.1
+SMOOTHING_FRACTION = 0.05  # steps to threshold: the curve's trailing mean over this much of a run
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -211,10 +212,27 @@ def experiment_a(args, num_tasks: int, cell) -> tuple[dict, list]:
     return out, curves
 
 
+def trailing_mean(curve: np.ndarray, width: int) -> np.ndarray:
+    """[..., updates] mean of each update's window of the last `width` updates, NaN updates (no
+    finished episode) left out; NaN where the window is not yet full or holds no value."""
+    finite = np.isfinite(curve)
+    zero = np.zeros(curve.shape[:-1] + (1,))
+    sums = np.concatenate([zero, np.cumsum(np.where(finite, curve, 0.0), -1)], -1)
+    counts = np.concatenate([zero, np.cumsum(finite, -1)], -1)
+    out = np.full(curve.shape, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):  # an all-NaN window: 0 / 0
+        out[..., width - 1:] = ((sums[..., width:] - sums[..., :-width])
+                                / (counts[..., width:] - counts[..., :-width]))
+    return out
+
+
 def steps_to_threshold(curve: np.ndarray, threshold: float, steps_per_update: int) -> np.ndarray:
-    """[seeds] env steps of the first update whose mean return reaches `threshold` (the whole
-    budget when none does), and whether it was reached."""
-    reached = np.nan_to_num(curve, nan=-np.inf) >= threshold
+    """[seeds] env steps of the first update at which the per-update mean (of the return or the
+    success rate), averaged over the last SMOOTHING_FRACTION of the run's updates, reaches
+    `threshold` (the whole budget when it never does), and whether it did. The average keeps one
+    lucky update (a handful of episodes) from counting as reaching it."""
+    width = max(1, int(round(curve.shape[-1] * SMOOTHING_FRACTION)))
+    reached = np.nan_to_num(trailing_mean(curve, width), nan=-np.inf) >= threshold
     first = np.where(reached.any(-1), reached.argmax(-1) + 1, curve.shape[-1])
     return first * steps_per_update, reached.any(-1)
 
