@@ -22,7 +22,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
-test-slow: $(VENV)/.installed  # also the long tests (natural DQN gram +3 min, cg +80 s; natural PQN +2 min; walker and brax renders +3 min; every brax env LAPACK-free and its solver +12.5 min; NAF, SAC and TRPO on brax; the 4-process reproduction test +1 min)
+test-slow: $(VENV)/.installed  # also the long tests (natural DQN gram +3 min, cg +80 s; natural PQN +2 min; walker and brax renders +3 min; every brax env LAPACK-free, its solver and two PPO updates +24.5 min beside a study (12.5 min alone without the updates); NAF, SAC and TRPO on brax; the 4-process reproduction test +1 min)
 	JAXRL_SLOW_TESTS=1 $(PY) -m pytest
 
 bench: $(VENV)/.installed
