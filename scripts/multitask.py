@@ -277,7 +277,9 @@ def experiment_b(args, num_tasks: int, cell) -> tuple[dict, list]:
                     ("jumpstart", "auc", "final", "steps")},
                  **{f"{k}_finetuned_minus_scratch": paired(
                      (pair["finetuned"][k] - pair["scratch"][k])[:, None], args.reps)
-                    for k in ("jumpstart", "auc", "steps")}}
+                    for k in ("jumpstart", "auc", "final", "steps")},
+                 **{f"reached_{name}": float(pair[name]["reached"].mean())
+                    for name in ("finetuned", "scratch")}}
         return pair, entry, curves
 
     # The tasks asked for run first, in their order; tasks an earlier run of the study finished
