@@ -32,7 +32,7 @@ if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
 import gymnax  # noqa: E402  (after the flag above)
 
 from envs.family import (TaskFamily, TaskParams, env_task_index, is_table, num_tasks, select_tasks,
-                         spread_tasks, task)
+                         spread_tasks, task, task_id_width)
 from envs.wrappers import (ENV_AXIS, AutoReset, ClipAction, EpisodeStats, NormalizeObservation,
                            RescaleAction, Wrapper)
 
@@ -153,4 +153,4 @@ def is_discrete(env: Any, params: Any) -> bool:
 
 __all__ = ["make", "register", "recommended", "import_env_module", "spec", "EnvSpec", "list_envs", "is_discrete", "max_steps", "DEFAULT_MAX_STEPS", "Wrapper", "AutoReset", "EpisodeStats",
            "NormalizeObservation", "ENV_AXIS", "ClipAction", "RescaleAction", "BRAX_ENVS", "FAMILIES", "TaskFamily",
-           "TaskParams", "env_task_index", "is_table", "num_tasks", "select_tasks", "spread_tasks", "task"]
+           "TaskParams", "env_task_index", "is_table", "num_tasks", "select_tasks", "spread_tasks", "task", "task_id_width"]

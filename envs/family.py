@@ -94,6 +94,12 @@ def is_table(params: Any) -> bool:
     return isinstance(params, TaskParams) and jnp.ndim(params.task_id) == 1
 
 
+def task_id_width(env: Any) -> int:
+    """How many trailing observation entries of `env` (wrapped or not) are a one-hot task id: a
+    family's task count, 0 when the id is hidden or `env` is not a family."""
+    return env.num_tasks if getattr(env, "one_hot", False) else 0
+
+
 def num_tasks(params: Any) -> int:
     return int(params.task_id.shape[0]) if is_table(params) else 1
 

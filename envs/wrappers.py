@@ -105,12 +105,16 @@ class NormalizeObservation(Wrapper):
     all envs. That matters on a task family: per-env statistics would see one task each, turning
     the one-hot task id (constant within an env) into 0 and the policy's saved statistics into
     those of one task. Without `axis_name` each env keeps its own (gymnasium's wrapper).
-    `info["final_observation"]` is normalised with the same statistics."""
+    `info["final_observation"]` is normalised with the same statistics. The last `pass_through`
+    entries (a task family's one-hot task id: `envs.task_id_width`) keep mean 0 and variance 1,
+    so they reach the network as they are: an id never seen in training (a held-out task) would
+    otherwise be normalised by a variance of ~0 to the clip value."""
 
     def __init__(self, env: Any, clip: float = 10.0, epsilon: float = 1e-8,
-                 axis_name: str | None = None):
+                 axis_name: str | None = None, pass_through: int = 0):
         super().__init__(env)
         self.clip, self.epsilon, self.axis_name = clip, epsilon, axis_name
+        self.pass_through = pass_through
 
     def _update(self, state, obs):
         # Chan et al.'s parallel update with a batch of n (1 per env, or the pooled batch); the
@@ -126,6 +130,9 @@ class NormalizeObservation(Wrapper):
         delta = batch_mean - state.mean
         mean = state.mean + delta * n / count
         var = (state.var * state.count + batch_var * n + delta**2 * state.count * n / count) / count
+        if self.pass_through:
+            kept = jnp.arange(obs.shape[-1]) >= obs.shape[-1] - self.pass_through
+            mean, var = jnp.where(kept, 0.0, mean), jnp.where(kept, 1.0, var)
         return state.replace(mean=mean, var=var, count=count)
 
     def _normalize(self, state, obs):

@@ -208,6 +208,30 @@ def test_pooled_normalization_shares_one_set_of_moments_over_the_envs():
                                atol=0.02)
 
 
+def test_the_task_id_passes_through_normalisation_even_when_unseen():
+    """A held-out task's id entry was 0 in every training step; normalised by its ~0 variance it
+    would reach the network as the clip value 10. The one-hot id passes through as it is, the
+    physical observation is normalised, and the saved statistics say so (mean 0, variance 1)."""
+    from jaxrl.agents.base import batched_env
+
+    family, table = envs.make("CartPoleMorph-v0")
+    assert envs.task_id_width(envs.EpisodeStats(family)) == 4
+    assert envs.task_id_width(envs.make("CartPoleMorph-v0", one_hot=False)[0]) == 0
+    assert envs.task_id_width(envs.make("CartPole-v1")[0]) == 0
+    seen = envs.select_tasks(table, [0, 1, 2])
+    wrapped = envs.NormalizeObservation(family, axis_name=envs.ENV_AXIS, pass_through=4)
+    reset, step = batched_env(wrapped, seen, 6)
+    obs, state = reset(jax.random.split(jax.random.PRNGKey(0), 6))
+    for t in range(20):
+        obs, state, *_ = step(jax.random.split(jax.random.PRNGKey(t), 6), state, jnp.zeros(6, int))
+    np.testing.assert_array_equal(obs[:, 4:], np.eye(4)[np.arange(6) % 3])
+    np.testing.assert_array_equal(state.mean[:, 4:], 0.0)
+    np.testing.assert_array_equal(state.var[:, 4:], 1.0)
+    assert np.abs(np.asarray(state.mean[0, :4])).max() > 0  # the physics is normalised
+    unseen = wrapped._normalize(jax.tree.map(lambda x: x[0], state), jnp.eye(8)[7])  # task 3
+    np.testing.assert_allclose(unseen[4:], [0, 0, 0, 1], atol=1e-6)
+
+
 def test_clip_action_clips_to_box():
     env, params = envs.make("Pendulum-v1")
     obs, state = env.reset(jax.random.PRNGKey(0), params)

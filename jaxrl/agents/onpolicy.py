@@ -132,7 +132,8 @@ def actor_critic_trainer(config, env, env_params, init_optimizer: Callable,
     eval_env = env
     env = envs.EpisodeStats(env)
     if config.normalize_obs:
-        env = envs.NormalizeObservation(env, axis_name=envs.ENV_AXIS)  # one set for all envs
+        env = envs.NormalizeObservation(env, axis_name=envs.ENV_AXIS,  # one set for all envs
+                                        pass_through=envs.task_id_width(env))
     obs_shape = env.observation_space(env_params).shape
     network = ActorCritic(action_dim=action_space.n if discrete else action_space.shape[0],
                           discrete=discrete, hidden_sizes=config.hidden_sizes,
