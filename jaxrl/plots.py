@@ -163,9 +163,11 @@ def final_returns(df, fraction: float = FINAL_FRACTION):
 # ----------------------------------------------------------------------------- curve statistics
 
 
-def smooth(values: np.ndarray, weights: np.ndarray, window: int) -> np.ndarray:
-    """Centred running weighted mean over `window` updates along the last axis, ignoring NaN
-    values and zero weights; NaN where the window holds no weight.
+def smooth(values: np.ndarray, weights: np.ndarray, window: int,
+           trailing: bool = False) -> np.ndarray:
+    """Running weighted mean over `window` updates along the last axis, ignoring NaN values and
+    zero weights; NaN where the window holds no weight. Centred (cut at the ends), or `trailing`:
+    each update's mean over itself and the `window - 1` before it, NaN until the window is full.
     values, weights: [..., updates]."""
     w = np.where(np.isfinite(values) & (weights > 0), weights, 0.0).astype(float)
     vw = np.where(w > 0, values * w, 0.0)
@@ -177,11 +179,11 @@ def smooth(values: np.ndarray, weights: np.ndarray, window: int) -> np.ndarray:
 
     cv, cw = cumsum0(vw), cumsum0(w)
     n = values.shape[-1]
-    half = window // 2
-    lo = np.clip(np.arange(n) - half, 0, n)
-    hi = np.clip(np.arange(n) - half + window, 0, n)
+    start = np.arange(n) - (window - 1 if trailing else window // 2)
+    lo, hi = np.clip(start, 0, n), np.clip(start + window, 0, n)
     total, weight = cv[..., hi] - cv[..., lo], cw[..., hi] - cw[..., lo]
-    return np.where(weight > 0, total / np.where(weight > 0, weight, 1.0), np.nan)
+    out = np.where(weight > 0, total / np.where(weight > 0, weight, 1.0), np.nan)
+    return np.where(start >= 0, out, np.nan) if trailing else out
 
 
 def iqm_band(curves: np.ndarray, reps: int = CURVE_REPS, seed: int = 0,

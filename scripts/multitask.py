@@ -50,7 +50,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jaxrl  # noqa: E402,F401  (XLA flags and the compile cache before jax)
 import envs  # noqa: E402
-from jaxrl import stats  # noqa: E402
+from jaxrl import plots, stats  # noqa: E402
 from jaxrl.agents import env_config  # noqa: E402
 from jaxrl.agents.ppo import PPOConfig  # noqa: E402
 from jaxrl.config import ConfigError  # noqa: E402
@@ -212,27 +212,16 @@ def experiment_a(args, num_tasks: int, cell) -> tuple[dict, list]:
     return out, curves
 
 
-def trailing_mean(curve: np.ndarray, width: int) -> np.ndarray:
-    """[..., updates] mean of each update's window of the last `width` updates, NaN updates (no
-    finished episode) left out; NaN where the window is not yet full or holds no value."""
-    finite = np.isfinite(curve)
-    zero = np.zeros(curve.shape[:-1] + (1,))
-    sums = np.concatenate([zero, np.cumsum(np.where(finite, curve, 0.0), -1)], -1)
-    counts = np.concatenate([zero, np.cumsum(finite, -1)], -1)
-    out = np.full(curve.shape, np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):  # an all-NaN window: 0 / 0
-        out[..., width - 1:] = ((sums[..., width:] - sums[..., :-width])
-                                / (counts[..., width:] - counts[..., :-width]))
-    return out
-
-
-def steps_to_threshold(curve: np.ndarray, threshold: float, steps_per_update: int) -> np.ndarray:
+def steps_to_threshold(curve: np.ndarray, counts: np.ndarray, threshold: float,
+                       steps_per_update: int) -> np.ndarray:
     """[seeds] env steps of the first update at which the per-update mean (of the return or the
-    success rate), averaged over the last SMOOTHING_FRACTION of the run's updates, reaches
-    `threshold` (the whole budget when it never does), and whether it did. The average keeps one
-    lucky update (a handful of episodes) from counting as reaching it."""
+    success rate; `counts` its finished episodes), averaged over the episodes of the last
+    SMOOTHING_FRACTION of the run's updates, reaches `threshold` (the whole budget when it never
+    does), and whether it did. The average keeps one lucky update (a handful of episodes) from
+    counting as reaching it."""
     width = max(1, int(round(curve.shape[-1] * SMOOTHING_FRACTION)))
-    reached = np.nan_to_num(trailing_mean(curve, width), nan=-np.inf) >= threshold
+    smoothed = plots.smooth(curve, counts, width, trailing=True)
+    reached = np.nan_to_num(smoothed, nan=-np.inf) >= threshold
     first = np.where(reached.any(-1), reached.argmax(-1) + 1, curve.shape[-1])
     return first * steps_per_update, reached.any(-1)
 
@@ -259,8 +248,9 @@ def experiment_b(args, num_tasks: int, cell) -> tuple[dict, list]:
         pair, curves = {}, []
         for name, res in (("finetuned", tuned), ("scratch", scratch)):
             prefix = f"episode_{metric}"
-            curve = res.metrics[f"{prefix}_mean"][0]
-            steps, reached = steps_to_threshold(curve, args.threshold, res.steps_per_update)
+            steps, reached = steps_to_threshold(res.metrics[f"{prefix}_mean"][0],
+                                                res.metrics[f"{prefix}_count"][0], args.threshold,
+                                                res.steps_per_update)
             first = max(1, int(round(res.num_updates * JUMPSTART_FRACTION)))
             pair[name] = {"jumpstart": res.window_return(0, first, prefix)[0],
                           "auc": res.final_return(1.0, prefix)[0],
@@ -284,7 +274,7 @@ def experiment_b(args, num_tasks: int, cell) -> tuple[dict, list]:
 
     # The tasks asked for run first, in their order; tasks an earlier run of the study finished
     # are read back; every score is then aggregated in task order.
-    asked = held_out_tasks(args.held_out, num_tasks)
+    asked = args.held_out
     finished = [t for t in range(num_tasks) if t not in asked and all(
         cell.finished(f"b-{kind}-{t}") for kind in ("pretrain", "finetuned", "scratch"))]
     results = {t: held_out_runs(t) for t in asked + finished}
@@ -367,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         env, table = envs.make(args.family)
-        held_out_tasks(args.held_out, envs.num_tasks(table))
+        args.held_out = held_out_tasks(args.held_out, envs.num_tasks(table))  # now indices
     except (ConfigError, ValueError) as error:
         print(f"multitask.py: error: {error}", file=sys.stderr)
         return 2

@@ -146,24 +146,28 @@ def _multitask_script():
 def test_steps_to_threshold_counts_never_as_the_whole_budget():
     script = _multitask_script()
     curve = np.array([[1.0, np.nan, 5.0, 9.0], [1.0, 2.0, 3.0, 2.0], [7.0, 1.0, 1.0, 1.0]])
-    steps, reached = script.steps_to_threshold(curve, 5.0, steps_per_update=10)  # window: 1
+    steps, reached = script.steps_to_threshold(curve, np.ones_like(curve), 5.0,
+                                               steps_per_update=10)  # window: 1
     np.testing.assert_array_equal(steps, [30, 40, 10])
     np.testing.assert_array_equal(reached, [True, False, True])
 
 
 def test_steps_to_threshold_reads_a_trailing_mean_not_one_lucky_update():
-    """Over 40 updates the window is 2 (5%): a single update at the threshold does not count,
-    two in a row (or a NaN update, no finished episode, beside one) do."""
+    """Over 40 updates the window is 2 (5%), weighted by finished episodes: a single update at
+    the threshold does not count, two in a row (or a NaN update, no finished episode, beside one)
+    do, and an update of many episodes outweighs one of few."""
     script = _multitask_script()
-    curve = np.zeros((3, 40))
+    curve = np.zeros((4, 40))
+    counts = np.ones_like(curve)
     curve[0, [5, 20, 21]] = 1.0      # one lucky update at 5; reached at 21 (updates 20-21)
     curve[1, 10] = 1.0               # never two in a row
     curve[2, [7, 8]] = [np.nan, 1.0]  # the NaN left out of the window: reached at 8
-    steps, reached = script.steps_to_threshold(curve, 1.0, steps_per_update=10)
-    np.testing.assert_array_equal(steps, [220, 400, 90])
-    np.testing.assert_array_equal(reached, [True, False, True])
-    np.testing.assert_allclose(script.trailing_mean(np.array([1.0, np.nan, 3.0, 5.0]), 2),
-                               [np.nan, 1.0, 3.0, 4.0])
+    counts[2, 7] = 0
+    curve[3, [12, 13, 30]] = [0.7, 1.0, 1.0]  # 13: (0.7*9 + 1)/10 < 0.8 (unweighted 0.85);
+    counts[3, [12, 30]] = 9                     # 30: (0 + 1.0*9)/10 = 0.9
+    steps, reached = script.steps_to_threshold(curve, counts, 0.8, steps_per_update=10)
+    np.testing.assert_array_equal(steps, [220, 400, 90, 310])
+    np.testing.assert_array_equal(reached, [True, False, True, True])
 
 
 @pytest.mark.parametrize("args, message", [

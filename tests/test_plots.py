@@ -179,14 +179,17 @@ def test_smooth_matches_a_loop_and_ignores_nan_and_zero_weights():
     values = rng.normal(size=(2, 23))
     weights = rng.integers(0, 3, size=values.shape).astype(float)
     values[weights == 0] = np.nan
-    for window in (1, 4, 5):
-        got = plots.smooth(values, weights, window)
+    for window, trailing in ((1, False), (4, False), (5, False), (1, True), (4, True)):
+        got = plots.smooth(values, weights, window, trailing=trailing)
         for r in range(2):
             for i in range(23):
-                lo, hi = max(0, i - window // 2), min(23, i - window // 2 + window)
+                start = i - (window - 1 if trailing else window // 2)
+                lo, hi = max(0, start), min(23, start + window)
                 w, v = weights[r, lo:hi], values[r, lo:hi]
                 ok = w > 0
                 expected = (v[ok] * w[ok]).sum() / w[ok].sum() if ok.any() else np.nan
+                if trailing and start < 0:  # the window is not full yet
+                    expected = np.nan
                 np.testing.assert_allclose(got[r, i], expected, equal_nan=True)
 
 
