@@ -77,7 +77,7 @@ FAMILIES = {
                             full=(10_000_000, 20_000_000, 5_000_000)),
 }
 JUMPSTART_FRACTION = 0.1
-SMOOTHING_FRACTION = 0.05  # steps to threshold: the curve's trailing mean over this much of a run
+SMOOTHING_FRACTION = 0.05  # steps to threshold: the episodes' mean over this much of a run, trailing
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
